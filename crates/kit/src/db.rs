@@ -1,0 +1,297 @@
+//! Database access: PostgreSQL in production (one schema per service, row-level security as the
+//! second wall), SQLite files as the embedded default (one file per service).
+//!
+//! **Invariant:** tenant data is only touched inside a transaction from [`Db::begin`], which on
+//! PostgreSQL sets `spharos.tenant_id` for the RLS policies. The application pool connects with
+//! the role `database.app_role`, which does not own the tables, so RLS applies to it.
+//! **Invariant:** never acquire a second connection while holding a transaction (the SQLite pool
+//! has a single connection; a nested acquire would wait forever).
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, Statement, TransactionTrait,
+};
+use sea_orm_migration::{MigratorTrait, SchemaManager};
+use secrecy::ExposeSecret;
+
+use crate::{config::DatabaseSettings, tenancy::TenantId};
+
+/// Which database engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A service's database: its own PostgreSQL schema, or its own SQLite file.
+#[derive(Debug, Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+    backend: Backend,
+    schema: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to the database for schema {schema}: {source}")]
+    Connect { schema: String, source: DbErr },
+    #[error("migrations of schema {schema} failed: {source}")]
+    Migrate { schema: String, source: DbErr },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl Db {
+    /// Connects the service owning `schema`, creates the schema (PostgreSQL) or file (SQLite),
+    /// runs the service's migrations `M`, then opens the application pool.
+    pub async fn open<M: MigratorTrait>(
+        settings: &DatabaseSettings,
+        schema: &str,
+    ) -> Result<Self, DbError> {
+        match &settings.url {
+            Some(url) => Self::open_postgres::<M>(url.expose_secret(), settings, schema).await,
+            None => Self::open_sqlite::<M>(settings, schema).await,
+        }
+    }
+
+    async fn open_postgres<M: MigratorTrait>(
+        url: &str,
+        settings: &DatabaseSettings,
+        schema: &str,
+    ) -> Result<Self, DbError> {
+        let connect_err = |source| DbError::Connect {
+            schema: schema.to_string(),
+            source,
+        };
+        let migrate_err = |source| DbError::Migrate {
+            schema: schema.to_string(),
+            source,
+        };
+        let role = settings.app_role.clone();
+        // 1. As the configured (owner) user: schema, app role, migrations, grants.
+        {
+            let mut opts = ConnectOptions::new(url.to_string());
+            let search_path = schema.to_string();
+            opts.max_connections(1)
+                .min_connections(0)
+                .sqlx_logging(false)
+                .acquire_timeout(Duration::from_secs(10))
+                .map_sqlx_postgres_opts(move |o| o.options([("search_path", search_path.as_str())]));
+            let owner = Database::connect(opts).await.map_err(connect_err)?;
+            let q = |s: &str| quote_ident(s);
+            owner
+                .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS {}", q(schema)))
+                .await
+                .map_err(migrate_err)?;
+            // Roles are cluster-wide: many test databases create it at once, so tolerate races.
+            owner
+                .execute_unprepared(&format!(
+                    "DO $$ BEGIN
+                       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit}) THEN
+                         CREATE ROLE {id} NOLOGIN NOBYPASSRLS;
+                       END IF;
+                     EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                     END $$;",
+                    lit = quote_literal(&role),
+                    id = q(&role)
+                ))
+                .await
+                .map_err(migrate_err)?;
+            owner
+                .execute_unprepared(&format!(
+                    "DO $$ BEGIN
+                       IF NOT pg_has_role(current_user, {lit}, 'MEMBER') THEN
+                         EXECUTE 'GRANT {role} TO ' || quote_ident(current_user);
+                       END IF;
+                     EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                     END $$;",
+                    lit = quote_literal(&role),
+                    role = q(&role)
+                ))
+                .await
+                .map_err(migrate_err)?;
+            M::up(&owner, None).await.map_err(migrate_err)?;
+            owner
+                .execute_unprepared(&format!(
+                    "GRANT USAGE ON SCHEMA {s} TO {r};
+                     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r};
+                     GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r};",
+                    s = q(schema),
+                    r = q(&role)
+                ))
+                .await
+                .map_err(migrate_err)?;
+            owner.close().await.map_err(connect_err)?;
+        }
+        // 2. The application pool runs as the app role: RLS applies to every query.
+        let mut opts = ConnectOptions::new(url.to_string());
+        let search_path = schema.to_string();
+        opts.max_connections(settings.max_connections)
+            .min_connections(1)
+            .sqlx_logging(false)
+            .acquire_timeout(Duration::from_secs(10))
+            .map_sqlx_postgres_opts(move |o| {
+                o.options([("search_path", search_path.as_str()), ("role", role.as_str())])
+            });
+        let conn = Database::connect(opts).await.map_err(connect_err)?;
+        Ok(Self {
+            conn,
+            backend: Backend::Postgres,
+            schema: schema.to_string(),
+        })
+    }
+
+    async fn open_sqlite<M: MigratorTrait>(
+        settings: &DatabaseSettings,
+        schema: &str,
+    ) -> Result<Self, DbError> {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| DbError::DataDir {
+            path: settings.data_dir.display().to_string(),
+            source,
+        })?;
+        let path = settings.data_dir.join(format!("{schema}.db"));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let mut opts = ConnectOptions::new(url);
+        // One connection: SQLite has one writer, and a single connection makes every
+        // transaction serial instead of failing with SQLITE_BUSY.
+        opts.max_connections(1)
+            .min_connections(1)
+            .sqlx_logging(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        let conn = Database::connect(opts).await.map_err(|source| DbError::Connect {
+            schema: schema.to_string(),
+            source,
+        })?;
+        M::up(&conn, None).await.map_err(|source| DbError::Migrate {
+            schema: schema.to_string(),
+            source,
+        })?;
+        Ok(Self {
+            conn,
+            backend: Backend::Sqlite,
+            schema: schema.to_string(),
+        })
+    }
+
+    /// The pool, for statements that need no tenant (health checks). Tenant data goes through
+    /// [`Db::begin`].
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    pub fn db_backend(&self) -> DatabaseBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// A transaction scoped to `tenant`: on PostgreSQL, `SET LOCAL spharos.tenant_id`, so the
+    /// row-level-security policies see only this tenant's rows whatever the query says.
+    pub async fn begin(&self, tenant: TenantId) -> Result<DatabaseTransaction, DbErr> {
+        let tx = self.conn.begin().await?;
+        if self.backend == Backend::Postgres {
+            tx.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT set_config('spharos.tenant_id', $1, true)",
+                [tenant.to_string().into()],
+            ))
+            .await?;
+        }
+        Ok(tx)
+    }
+
+    /// A transaction for platform machinery that spans tenants (the outbox relay, consumers'
+    /// bookkeeping). Only the internal tables' policies admit it; tenant tables stay closed.
+    pub async fn begin_system(&self) -> Result<DatabaseTransaction, DbErr> {
+        let tx = self.conn.begin().await?;
+        if self.backend == Backend::Postgres {
+            tx.execute_unprepared("SELECT set_config('spharos.system', 'on', true)")
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// Cheap liveness probe.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.conn.ping().await
+    }
+
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.conn.close().await
+    }
+}
+
+/// Adds the tenant row-level-security policy to `table` (no-op on SQLite, which has no RLS;
+/// there every query already filters by tenant). Call from a migration after creating a tenant
+/// table.
+pub async fn enable_tenant_rls(manager: &SchemaManager<'_>, table: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    let t = quote_ident(table);
+    manager
+        .get_connection()
+        .execute_unprepared(&format!(
+            "ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE {t} FORCE ROW LEVEL SECURITY;
+             CREATE POLICY tenant_isolation ON {t}
+               USING (tenant_id = NULLIF(current_setting('spharos.tenant_id', true), '')::uuid)
+               WITH CHECK (tenant_id = NULLIF(current_setting('spharos.tenant_id', true), '')::uuid);"
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Like [`enable_tenant_rls`] for the kit's internal tables (outbox, processed events): the
+/// tenant sees and writes its own rows, and [`Db::begin_system`] sees all of them.
+pub async fn enable_system_rls(manager: &SchemaManager<'_>, table: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    let t = quote_ident(table);
+    manager
+        .get_connection()
+        .execute_unprepared(&format!(
+            "ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE {t} FORCE ROW LEVEL SECURITY;
+             CREATE POLICY tenant_or_system ON {t}
+               USING (current_setting('spharos.system', true) = 'on'
+                      OR tenant_id = NULLIF(current_setting('spharos.tenant_id', true), '')::uuid)
+               WITH CHECK (current_setting('spharos.system', true) = 'on'
+                      OR tenant_id = NULLIF(current_setting('spharos.tenant_id', true), '')::uuid);"
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Is this error a violation of a unique constraint (PostgreSQL 23505, SQLite 2067/1555)?
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}

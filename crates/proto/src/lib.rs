@@ -1,0 +1,31 @@
+//! Generated protobuf messages and gRPC services of every Spharos API and event.
+//! Only the `grpc.rs` / `events.rs` boundary of each service touches these types.
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+/// Encoded `FileDescriptorSet` of all Spharos protos, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/spharos_descriptor.bin"));
+
+pub mod spharos {
+    pub mod common {
+        pub mod v1 {
+            tonic::include_proto!("spharos.common.v1");
+        }
+    }
+    pub mod member {
+        pub mod v1 {
+            tonic::include_proto!("spharos.member.v1");
+        }
+    }
+    pub mod points {
+        pub mod v1 {
+            tonic::include_proto!("spharos.points.v1");
+        }
+    }
+    pub mod privacy {
+        pub mod v1 {
+            tonic::include_proto!("spharos.privacy.v1");
+        }
+    }
+}
+
+pub use spharos::{common::v1 as common, member::v1 as member, points::v1 as points, privacy::v1 as privacy};

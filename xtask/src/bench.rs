@@ -1,0 +1,522 @@
+//! `cargo xtask bench`: release builds of `spharos` measured from the outside (start-up time and
+//! idle memory; the member scenario driven by `spharos-loadtest`). Results land in
+//! `target/bench/*.json` under the workspace.
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use tempfile::TempDir;
+
+use crate::{services, sys};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchTask {
+    /// Time `spharos serve` from start to ready, and its idle memory.
+    #[command(
+        long_about = "Build `spharos` in release, then start `spharos serve` (embedded default: SQLite \
+                      under ./data and the in-process bus) in a fresh temp dir several times. Each run \
+                      polls GET /readyz every 5 ms until 200, records start→ready time, idles 3 s, reads \
+                      VmRSS, and stops the server with SIGTERM. Prints min/median/max and writes \
+                      target/bench/startup.json.",
+        after_help = "Example:\n  cargo xtask bench startup --runs 5"
+    )]
+    Startup(StartupArgs),
+    /// Drive the member service with `spharos-loadtest member`.
+    #[command(
+        long_about = "Build `spharos` and `spharos-loadtest` in release, start `spharos serve` in a temp \
+                      dir (embedded SQLite and in-process bus, or PostgreSQL and NATS JetStream with \
+                      --postgres), mint a token for a new tenant with `spharos tenant token`, run \
+                      `spharos-loadtest member` against the gRPC port, and stop the server. The \
+                      load generator writes target/bench/member.json.",
+        after_help = "Example:\n  cargo xtask bench member --clients 32 --duration 30 --postgres"
+    )]
+    Member(MemberArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StartupArgs {
+    /// How many cold starts to measure.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct MemberArgs {
+    /// Concurrent gRPC clients.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    clients: u32,
+    /// How long to drive load, in seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    duration: u32,
+    /// Use PostgreSQL (a fresh `bench_<random>` database on the test server) and NATS JetStream
+    /// instead of the embedded SQLite and in-process bus.
+    #[arg(long)]
+    postgres: bool,
+}
+
+pub fn run(task: BenchTask) -> Result<()> {
+    match task {
+        BenchTask::Startup(args) => startup(&args),
+        BenchTask::Member(args) => member(&args),
+    }
+}
+
+const IDLE: Duration = Duration::from_secs(3);
+const POLL: Duration = Duration::from_millis(5);
+
+fn startup(args: &StartupArgs) -> Result<()> {
+    build_release(&["spharos"])?;
+    let bin = release_bin("spharos")?;
+    let mut runs = Vec::new();
+    for i in 1..=args.runs {
+        sys::bail_if_interrupted()?;
+        let work = bench_dir()?;
+        let config = write_config(work.path(), None)?;
+        let (mut server, spawned) = Server::start(&bin, work.path(), &config)?;
+        let ready = server.wait_ready(spawned, Duration::from_secs(60))?;
+        sleep_interruptible(IDLE)?;
+        let rss_kib = server.rss_kib()?;
+        let (status, stop) = server.stop()?;
+        let rss_mib = rss_kib as f64 / 1024.0;
+        let ready_ms = ready.as_secs_f64() * 1000.0;
+        let stop_ms = stop.as_secs_f64() * 1000.0;
+        eprintln!(
+            "xtask: run {i}/{}: ready in {ready_ms:.1} ms, idle RSS {rss_mib:.1} MiB, stopped in {stop_ms:.0} ms ({status})",
+            args.runs
+        );
+        runs.push((ready_ms, rss_mib, stop_ms, status.success()));
+    }
+
+    let ready = Stats::of(runs.iter().map(|r| r.0));
+    let rss = Stats::of(runs.iter().map(|r| r.1));
+    println!();
+    println!(
+        "spharos serve start-up, {} cold runs (embedded SQLite + in-process bus)",
+        runs.len()
+    );
+    println!("{:<14}{:>10}{:>10}{:>10}", "", "min", "median", "max");
+    println!(
+        "{:<14}{:>10.1}{:>10.1}{:>10.1}",
+        "ready (ms)", ready.min, ready.median, ready.max
+    );
+    println!(
+        "{:<14}{:>10.1}{:>10.1}{:>10.1}",
+        "RSS (MiB)", rss.min, rss.median, rss.max
+    );
+
+    let report = json!({
+        "benchmark": "startup",
+        "binary": bin,
+        "runs": runs.len(),
+        "idle_seconds_before_rss": IDLE.as_secs(),
+        "poll_interval_ms": POLL.as_millis() as u64,
+        "unix_time": unix_time(),
+        "ready_ms": ready.to_json(runs.iter().map(|r| r.0)),
+        "rss_mib": rss.to_json(runs.iter().map(|r| r.1)),
+        "stop_ms": runs.iter().map(|r| (r.2 * 100.0).round() / 100.0).collect::<Vec<_>>(),
+        "clean_exit": runs.iter().all(|r| r.3),
+    });
+    let out = write_report("startup.json", &report)?;
+    println!("\nxtask: wrote {}", out.display());
+    if !runs.iter().all(|r| r.3) {
+        bail!("spharos did not exit cleanly on SIGTERM in every run (see the lines above)");
+    }
+    Ok(())
+}
+
+fn member(args: &MemberArgs) -> Result<()> {
+    build_release(&["spharos", "spharos-loadtest"])?;
+    let bin = release_bin("spharos")?;
+    let loadtest = release_bin("spharos-loadtest")?;
+
+    let backends = if args.postgres {
+        Some(services::Backends::prepare(false)?)
+    } else {
+        None
+    };
+    let database = match &backends {
+        Some(b) => Some(BenchDatabase::create(&b.database_url)?),
+        None => None,
+    };
+    let external = match (&backends, &database) {
+        (Some(b), Some(db)) => Some((db.url.as_str(), b.nats_url.as_str())),
+        _ => None,
+    };
+
+    let work = bench_dir()?;
+    let config = write_config(work.path(), external)?;
+    let (mut server, spawned) = Server::start(&bin, work.path(), &config)?;
+    let ready = server.wait_ready(spawned, Duration::from_secs(120))?;
+    eprintln!(
+        "xtask: spharos ready in {:.0} ms",
+        ready.as_secs_f64() * 1000.0
+    );
+
+    let tenant = uuid::Uuid::new_v4();
+    let token = mint_token(&bin, work.path(), &config, tenant)?;
+    eprintln!("xtask: minted a token for tenant {tenant}");
+
+    let report = sys::workspace_root().join("target/bench/member.json");
+    if let Some(dir) = report.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let endpoint = format!("http://{}", server.grpc);
+    let mut cmd = Command::new(&loadtest);
+    cmd.arg("member")
+        .args(["--endpoint", &endpoint, "--token", &token])
+        .args(["--clients", &args.clients.to_string()])
+        .args(["--duration", &args.duration.to_string()])
+        .arg("--json")
+        .arg(&report)
+        .stdin(Stdio::null());
+    eprintln!(
+        "xtask: running {} member --endpoint {endpoint} --clients {} --duration {} --json {}",
+        loadtest.display(),
+        args.clients,
+        args.duration,
+        report.display()
+    );
+    let load = sys::run_foreground(&mut cmd);
+
+    let (status, _) = server.stop()?;
+    if !status.success() {
+        eprintln!(
+            "xtask: warning: spharos exited with {status} on SIGTERM\n--- end of its log:\n{}",
+            sys::tail(&server.log, 20)
+        );
+    }
+    drop(database); // before the servers in `backends` stop
+    drop(backends);
+
+    let load = load?;
+    if !load.success() {
+        bail!("spharos-loadtest failed ({load})");
+    }
+    eprintln!("xtask: wrote {}", report.display());
+    Ok(())
+}
+
+fn build_release(packages: &[&str]) -> Result<()> {
+    let mut cmd = Command::new(sys::cargo());
+    cmd.args(["build", "--release"])
+        .current_dir(sys::workspace_root());
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    eprintln!("xtask: {}", sys::describe(&cmd));
+    sys::run_checked(&mut cmd)
+}
+
+fn release_bin(name: &str) -> Result<PathBuf> {
+    let bin = sys::target_dir().join("release").join(name);
+    if !sys::is_executable(&bin) {
+        bail!("{} was not built (expected at {})", name, bin.display());
+    }
+    Ok(bin)
+}
+
+fn bench_dir() -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix("spharos-bench-")
+        .tempdir()
+        .context("cannot create a temp dir for the benchmark")
+}
+
+/// A `spharos.toml` in a bench dir, and the addresses it makes the server listen on.
+struct BenchConfig {
+    path: PathBuf,
+    grpc: SocketAddr,
+    http: SocketAddr,
+}
+
+/// A config on free ports so concurrent or leftover runs never collide; PostgreSQL and NATS only
+/// when given (else the embedded defaults).
+fn write_config(dir: &Path, external: Option<(&str, &str)>) -> Result<BenchConfig> {
+    let [grpc, http] = sys::free_ports::<2>()?;
+    // A JSON string literal is a valid TOML basic string.
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    let mut toml = format!(
+        "[grpc]\nlisten = {}\n\n[http]\nlisten = {}\n",
+        quote(&format!("127.0.0.1:{grpc}")),
+        quote(&format!("127.0.0.1:{http}"))
+    );
+    if let Some((database_url, nats_url)) = external {
+        toml.push_str(&format!(
+            "\n[database]\nurl = {}\n\n[nats]\nurl = {}\n",
+            quote(database_url),
+            quote(nats_url)
+        ));
+    }
+    let path = dir.join("spharos.toml");
+    std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(BenchConfig {
+        path,
+        grpc: SocketAddr::from(([127, 0, 0, 1], grpc)),
+        http: SocketAddr::from(([127, 0, 0, 1], http)),
+    })
+}
+
+/// `spharos` with our config only: `SPHAROS__*` from the caller's shell would skew the numbers.
+fn spharos_command(bin: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(dir).stdin(Stdio::null());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SPHAROS__") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn mint_token(bin: &Path, dir: &Path, config: &BenchConfig, tenant: uuid::Uuid) -> Result<String> {
+    let mut cmd = spharos_command(bin, dir);
+    cmd.args(["tenant", "token", "--config"])
+        .arg(&config.path)
+        .args(["--tenant", &tenant.to_string()]);
+    let out = sys::output_checked(&mut cmd).context("cannot mint a tenant token")?;
+    out.lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map(str::to_string)
+        .context("`spharos tenant token` printed no token")
+}
+
+/// A `spharos serve` child; SIGTERMed (then killed) on drop if not stopped explicitly.
+struct Server {
+    child: Child,
+    http: SocketAddr,
+    grpc: SocketAddr,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Returns the server and the instant just before it was spawned.
+    fn start(bin: &Path, dir: &Path, config: &BenchConfig) -> Result<(Server, Instant)> {
+        let log = dir.join("spharos.log");
+        let log_file = File::create(&log).context("cannot create the server log")?;
+        let mut cmd = spharos_command(bin, dir);
+        cmd.args(["serve", "--config"])
+            .arg(&config.path)
+            .stdout(
+                log_file
+                    .try_clone()
+                    .context("cannot share the server log")?,
+            )
+            .stderr(log_file);
+        sys::bail_if_interrupted()?;
+        let spawned = Instant::now();
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", sys::describe(&cmd)))?;
+        Ok((
+            Server {
+                child,
+                http: config.http,
+                grpc: config.grpc,
+                log,
+            },
+            spawned,
+        ))
+    }
+
+    /// Poll `GET /readyz` until 200; the time since `since`.
+    fn wait_ready(&mut self, since: Instant, timeout: Duration) -> Result<Duration> {
+        loop {
+            if readyz_status(self.http) == Some(200) {
+                return Ok(since.elapsed());
+            }
+            sys::bail_if_interrupted()?;
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "spharos serve exited before it was ready ({status})\n--- end of its log:\n{}",
+                    sys::tail(&self.log, 30)
+                );
+            }
+            if since.elapsed() > timeout {
+                bail!(
+                    "spharos serve not ready on http://{}/readyz after {timeout:?}\n--- end of its log:\n{}",
+                    self.http,
+                    sys::tail(&self.log, 30)
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn rss_kib(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no VmRSS in {path}"))
+    }
+
+    /// SIGTERM and wait (10 s, then SIGKILL): the exit status and how long it took.
+    fn stop(&mut self) -> Result<(ExitStatus, Duration)> {
+        let asked = Instant::now();
+        let (status, graceful) = sys::terminate(&mut self.child, Duration::from_secs(10));
+        let took = asked.elapsed();
+        let status = status.context("lost track of the spharos process")?;
+        if !graceful {
+            bail!(
+                "spharos did not stop within 10 s of SIGTERM; killed it\n--- end of its log:\n{}",
+                sys::tail(&self.log, 20)
+            );
+        }
+        Ok((status, took))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        sys::terminate(&mut self.child, Duration::from_secs(5));
+    }
+}
+
+/// A hand-written HTTP/1.1 GET: the status code, or None while nothing (good) answers.
+fn readyz_status(addr: SocketAddr) -> Option<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .ok()?;
+    write!(
+        stream,
+        "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: xtask-bench\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut status_line = String::new();
+    BufReader::new(stream).read_line(&mut status_line).ok()?;
+    let mut parts = status_line.split_whitespace();
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    parts.next()?.parse().ok()
+}
+
+/// A `bench_<random>` database on the test PostgreSQL, dropped again on drop.
+struct BenchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    fn create(admin_url: &str) -> Result<Self> {
+        let name = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        services::psql_exec(admin_url, &format!("CREATE DATABASE {name}"))
+            .with_context(|| format!("cannot create database {name}"))?;
+        eprintln!("xtask: PostgreSQL: created database {name}");
+        Ok(BenchDatabase {
+            admin_url: admin_url.to_string(),
+            url: sys::with_database(admin_url, &name),
+            name,
+        })
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        match services::psql_exec(&self.admin_url, &sql) {
+            Ok(()) => eprintln!("xtask: PostgreSQL: dropped database {}", self.name),
+            Err(e) => eprintln!("xtask: warning: cannot drop database {}: {e:#}", self.name),
+        }
+    }
+}
+
+struct Stats {
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn of(values: impl Iterator<Item = f64>) -> Stats {
+        let mut v: Vec<f64> = values.collect();
+        v.sort_by(f64::total_cmp);
+        let median = match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        };
+        Stats {
+            min: v.first().copied().unwrap_or(f64::NAN),
+            median,
+            max: v.last().copied().unwrap_or(f64::NAN),
+        }
+    }
+
+    fn to_json(&self, samples: impl Iterator<Item = f64>) -> serde_json::Value {
+        let round = |x: f64| (x * 100.0).round() / 100.0;
+        json!({
+            "min": round(self.min),
+            "median": round(self.median),
+            "max": round(self.max),
+            "samples": samples.map(round).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn write_report(file: &str, report: &serde_json::Value) -> Result<PathBuf> {
+    let dir = sys::workspace_root().join("target/bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(file);
+    let text = serde_json::to_string_pretty(report).context("serialising the report")?;
+    std::fs::write(&path, text + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+fn sleep_interruptible(total: Duration) -> Result<()> {
+    let end = Instant::now() + total;
+    while Instant::now() < end {
+        sys::bail_if_interrupted()?;
+        std::thread::sleep(
+            Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())),
+        );
+    }
+    Ok(())
+}
+
+fn unix_time() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        let s = Stats::of([3.0, 1.0, 2.0].into_iter());
+        assert_eq!((s.min, s.median, s.max), (1.0, 2.0, 3.0));
+        let s = Stats::of([4.0, 1.0, 3.0, 2.0].into_iter());
+        assert_eq!(s.median, 2.5);
+    }
+
+    #[test]
+    fn config_has_both_listeners_and_optional_backends() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = write_config(dir.path(), Some(("postgres://p@h/db", "nats://h:4222")))
+            .expect("config written");
+        assert_ne!(config.grpc, config.http);
+        let text = std::fs::read_to_string(&config.path).expect("config readable");
+        assert!(text.contains(&format!("listen = \"{}\"", config.http)));
+        assert!(text.contains("[grpc]\nlisten = \"127.0.0.1:"));
+        assert!(text.contains("[http]\nlisten = \"127.0.0.1:"));
+        assert!(text.contains("[database]\nurl = \"postgres://p@h/db\""));
+        assert!(text.contains("[nats]\nurl = \"nats://h:4222\""));
+    }
+}
