@@ -10,7 +10,10 @@ use std::{
 
 use ed25519_dalek::{
     SigningKey, VerifyingKey,
-    pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding},
+    pkcs8::{
+        DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey,
+        spki::der::pem::LineEnding,
+    },
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -84,7 +87,9 @@ pub struct TokenSigner {
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSigner").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("TokenSigner")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,7 +112,9 @@ impl TokenSigner {
     }
 
     fn from_signing_key(sk: &SigningKey) -> Self {
-        let der = sk.to_pkcs8_der().expect("an Ed25519 key always encodes as PKCS#8");
+        let der = sk
+            .to_pkcs8_der()
+            .expect("an Ed25519 key always encodes as PKCS#8");
         Self {
             key: EncodingKey::from_ed_der(der.as_bytes()),
             key_id: key_id_of(&sk.verifying_key()),
@@ -123,10 +130,14 @@ impl TokenSigner {
             let pem = sk
                 .to_pkcs8_pem(LineEnding::LF)
                 .expect("an Ed25519 key always encodes as PEM");
-            write_secret_file(path, pem.as_bytes()).map_err(|source| KeyError::Write { path: p, source })?;
+            write_secret_file(path, pem.as_bytes())
+                .map_err(|source| KeyError::Write { path: p, source })?;
             return Ok(Self::from_signing_key(&sk));
         }
-        let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: p.clone(), source })?;
+        let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: p.clone(),
+            source,
+        })?;
         let sk = SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Parse {
             path: p,
             what: "private key (PKCS#8)",
@@ -152,7 +163,13 @@ impl TokenSigner {
     }
 
     /// Mints a token for `tenant`, valid for `ttl_seconds`.
-    pub fn mint(&self, tenant: TenantId, subject: &str, permissions: &[&str], ttl_seconds: u64) -> String {
+    pub fn mint(
+        &self,
+        tenant: TenantId,
+        subject: &str,
+        permissions: &[&str],
+        ttl_seconds: u64,
+    ) -> String {
         let now = now_secs();
         let claims = Claims {
             tid: tenant.to_string(),
@@ -165,7 +182,8 @@ impl TokenSigner {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.key_id.clone());
-        jsonwebtoken::encode(&header, &claims, &self.key).expect("EdDSA signing of plain claims cannot fail")
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .expect("EdDSA signing of plain claims cannot fail")
     }
 }
 
@@ -219,7 +237,9 @@ impl TokenVerifier {
         let keys = public_keys
             .into_iter()
             .map(|v| {
-                let der = v.to_public_key_der().expect("an Ed25519 public key always encodes");
+                let der = v
+                    .to_public_key_der()
+                    .expect("an Ed25519 public key always encodes");
                 // jsonwebtoken's Ed25519 decoding key takes the raw 32-byte key; SPKI DER ends with it.
                 let raw = &der.as_bytes()[der.as_bytes().len() - 32..];
                 (key_id_of(&v), DecodingKey::from_ed_der(raw))
@@ -234,7 +254,10 @@ impl TokenVerifier {
     /// Reads SPKI PEM public keys.
     pub fn public_key_from_pem_file(path: &Path) -> Result<VerifyingKey, KeyError> {
         let p = path.display().to_string();
-        let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: p.clone(), source })?;
+        let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+            path: p.clone(),
+            source,
+        })?;
         VerifyingKey::from_public_key_pem(&pem).map_err(|e| KeyError::Parse {
             path: p,
             what: "public key (SPKI)",
@@ -250,22 +273,33 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let kid = header.kid.ok_or(AuthError::UnknownKey)?;
         let key = self.keys.get(&kid).ok_or(AuthError::UnknownKey)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.leeway = 30;
         validation.set_required_spec_claims(&["exp", "iss"]);
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
+            .kind()
+        {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
             _ => AuthError::Invalid(e.to_string()),
         })?;
         let c = data.claims;
-        if self.revoked.read().map(|s| s.contains(&c.jti)).unwrap_or(false) {
+        if self
+            .revoked
+            .read()
+            .map(|s| s.contains(&c.jti))
+            .unwrap_or(false)
+        {
             return Err(AuthError::Revoked);
         }
-        let tenant = c.tid.parse().map_err(|_| AuthError::Invalid("tid is not a UUID".into()))?;
+        let tenant = c
+            .tid
+            .parse()
+            .map_err(|_| AuthError::Invalid("tid is not a UUID".into()))?;
         Ok(Principal {
             tenant,
             subject: c.sub,
@@ -306,7 +340,10 @@ impl tonic::service::Interceptor for AuthInterceptor {
             .verifier
             .verify(token.trim())
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
-        tracing::Span::current().record("spharos.tenant_id", tracing::field::display(principal.tenant));
+        tracing::Span::current().record(
+            "spharos.tenant_id",
+            tracing::field::display(principal.tenant),
+        );
         req.extensions_mut().insert(principal);
         Ok(req)
     }
@@ -366,7 +403,10 @@ mod tests {
         let token = signer.mint(tenant, "x", &[], 60);
         let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
         parts[1] = parts[1].chars().rev().collect();
-        assert!(matches!(verifier.verify(&parts.join(".")), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&parts.join(".")),
+            Err(AuthError::Invalid(_))
+        ));
 
         let p = verifier.verify(&token).expect("valid");
         verifier.revoke(&p.token_id);

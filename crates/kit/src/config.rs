@@ -187,7 +187,10 @@ impl Settings {
                 "nats.url must be a nats:// URL (leave it unset for the in-process bus)".into(),
             ));
         }
-        for (key, addr) in [("grpc.listen", &self.grpc.listen), ("http.listen", &self.http.listen)] {
+        for (key, addr) in [
+            ("grpc.listen", &self.grpc.listen),
+            ("http.listen", &self.http.listen),
+        ] {
             if addr.parse::<std::net::SocketAddr>().is_err() {
                 return Err(ConfigError::Invalid(format!(
                     "{key} must be host:port like 127.0.0.1:50051, got {addr:?}"
@@ -201,7 +204,9 @@ impl Settings {
             )));
         }
         if self.database.max_connections == 0 {
-            return Err(ConfigError::Invalid("database.max_connections must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "database.max_connections must be at least 1".into(),
+            ));
         }
         if self.nats.namespace.is_empty() || self.nats.namespace.contains(['*', '>', ' ']) {
             return Err(ConfigError::Invalid(
@@ -247,7 +252,8 @@ impl Settings {
             "tenant": { "default_time_zone": self.tenant.default_time_zone },
             "member": { "grade_evaluation_interval_seconds": self.member.grade_evaluation_interval_seconds },
         });
-        let value: toml::Value = serde_json::from_value(strip_nulls(view)).unwrap_or(toml::Value::Table(Default::default()));
+        let value: toml::Value = serde_json::from_value(strip_nulls(view))
+            .unwrap_or(toml::Value::Table(Default::default()));
         toml::to_string_pretty(&value).unwrap_or_default()
     }
 }
@@ -270,7 +276,12 @@ fn redact_url_password(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!("{}{}:[REDACTED]{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:[REDACTED]{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }
@@ -321,12 +332,16 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().expect("temp file");
         writeln!(f, "[tenant]\ndefault_time_zone = \"Mars/Olympus\"").expect("write");
         let err = Settings::load(Some(f.path())).expect_err("bad zone");
-        assert!(err.to_string().contains("tenant.default_time_zone"), "{err}");
+        assert!(
+            err.to_string().contains("tenant.default_time_zone"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_missing_file_is_a_clear_error() {
-        let err = Settings::load(Some(Path::new("/nonexistent/spharos.toml"))).expect_err("missing");
+        let err =
+            Settings::load(Some(Path::new("/nonexistent/spharos.toml"))).expect_err("missing");
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
 }

@@ -54,13 +54,17 @@ impl MasterKey {
     /// Reads 32 bytes as 64 hex characters (or raw), creating the file (0600) when `create`.
     pub fn load_or_create(path: &Path, create: bool) -> Result<Self, CryptoError> {
         let p = path.display().to_string();
-        let err = |detail: String| CryptoError::MasterKey { path: p.clone(), detail };
+        let err = |detail: String| CryptoError::MasterKey {
+            path: p.clone(),
+            detail,
+        };
         if !path.exists() && create {
             let key = Self::generate();
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
             }
-            std::fs::write(path, hex::encode(key.0.expose_secret())).map_err(|e| err(e.to_string()))?;
+            std::fs::write(path, hex::encode(key.0.expose_secret()))
+                .map_err(|e| err(e.to_string()))?;
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
@@ -224,7 +228,11 @@ impl KeyRing {
             _ => "SELECT wrapped_key FROM data_keys WHERE tenant_id = ?",
         };
         let row = conn
-            .query_one_raw(Statement::from_sql_and_values(backend, select, [tenant.as_uuid().into()]))
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                select,
+                [tenant.as_uuid().into()],
+            ))
             .await?;
         let key = match row {
             Some(row) => {
@@ -246,13 +254,21 @@ impl KeyRing {
                     .execute_raw(Statement::from_sql_and_values(
                         backend,
                         insert,
-                        [tenant.as_uuid().into(), wrapped.into(), chrono::Utc::now().into()],
+                        [
+                            tenant.as_uuid().into(),
+                            wrapped.into(),
+                            chrono::Utc::now().into(),
+                        ],
                     ))
                     .await?;
                 if res.rows_affected() == 0 {
                     // Another transaction created it first: use theirs.
                     let row = conn
-                        .query_one_raw(Statement::from_sql_and_values(backend, select, [tenant.as_uuid().into()]))
+                        .query_one_raw(Statement::from_sql_and_values(
+                            backend,
+                            select,
+                            [tenant.as_uuid().into()],
+                        ))
                         .await?
                         .ok_or(CryptoError::CorruptKey)?;
                     let wrapped: Vec<u8> = row.try_get("", "wrapped_key")?;
@@ -300,7 +316,9 @@ impl sea_orm_migration::MigrationTrait for DataKeysMigration {
 
     async fn down(&self, manager: &sea_orm_migration::SchemaManager) -> Result<(), DbErr> {
         use sea_orm_migration::prelude::*;
-        manager.drop_table(Table::drop().table("data_keys").to_owned()).await
+        manager
+            .drop_table(Table::drop().table("data_keys").to_owned())
+            .await
     }
 }
 
@@ -365,14 +383,27 @@ mod tests {
     fn fields_round_trip_and_are_bound_to_their_context() {
         let dk = DataKey::generate();
         let ct = dk.encrypt("010-1234-5678", "phone:m1");
-        assert_eq!(dk.decrypt(&ct, "phone:m1").expect("decrypts"), "010-1234-5678");
-        assert!(dk.decrypt(&ct, "phone:m2").is_err(), "copied to another row");
-        assert!(DataKey::generate().decrypt(&ct, "phone:m1").is_err(), "another tenant's key");
+        assert_eq!(
+            dk.decrypt(&ct, "phone:m1").expect("decrypts"),
+            "010-1234-5678"
+        );
+        assert!(
+            dk.decrypt(&ct, "phone:m2").is_err(),
+            "copied to another row"
+        );
+        assert!(
+            DataKey::generate().decrypt(&ct, "phone:m1").is_err(),
+            "another tenant's key"
+        );
         let mut tampered = ct.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert!(dk.decrypt(&tampered, "phone:m1").is_err());
-        assert_ne!(dk.encrypt("x", "c"), dk.encrypt("x", "c"), "fresh nonce each time");
+        assert_ne!(
+            dk.encrypt("x", "c"),
+            dk.encrypt("x", "c"),
+            "fresh nonce each time"
+        );
     }
 
     #[test]
@@ -392,7 +423,10 @@ mod tests {
         let wrapped = mk.wrap(t1, &dk);
         let back = mk.unwrap(t1, &wrapped).expect("unwraps");
         assert_eq!(back.blind_index("x"), dk.blind_index("x"));
-        assert!(mk.unwrap(TenantId::generate(), &wrapped).is_err(), "bound to the tenant");
+        assert!(
+            mk.unwrap(TenantId::generate(), &wrapped).is_err(),
+            "bound to the tenant"
+        );
         assert!(MasterKey::generate().unwrap(t1, &wrapped).is_err());
     }
 

@@ -80,7 +80,9 @@ impl Db {
                 .min_connections(0)
                 .sqlx_logging(false)
                 .acquire_timeout(Duration::from_secs(10))
-                .map_sqlx_postgres_opts(move |o| o.options([("search_path", search_path.as_str())]));
+                .map_sqlx_postgres_opts(move |o| {
+                    o.options([("search_path", search_path.as_str())])
+                });
             let owner = Database::connect(opts).await.map_err(connect_err)?;
             let q = |s: &str| quote_ident(s);
             owner
@@ -135,7 +137,10 @@ impl Db {
             .sqlx_logging(false)
             .acquire_timeout(Duration::from_secs(10))
             .map_sqlx_postgres_opts(move |o| {
-                o.options([("search_path", search_path.as_str()), ("role", role.as_str())])
+                o.options([
+                    ("search_path", search_path.as_str()),
+                    ("role", role.as_str()),
+                ])
             });
         let conn = Database::connect(opts).await.map_err(connect_err)?;
         Ok(Self {
@@ -168,14 +173,18 @@ impl Db {
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });
-        let conn = Database::connect(opts).await.map_err(|source| DbError::Connect {
-            schema: schema.to_string(),
-            source,
-        })?;
-        M::up(&conn, None).await.map_err(|source| DbError::Migrate {
-            schema: schema.to_string(),
-            source,
-        })?;
+        let conn = Database::connect(opts)
+            .await
+            .map_err(|source| DbError::Connect {
+                schema: schema.to_string(),
+                source,
+            })?;
+        M::up(&conn, None)
+            .await
+            .map_err(|source| DbError::Migrate {
+                schema: schema.to_string(),
+                source,
+            })?;
         Ok(Self {
             conn,
             backend: Backend::Sqlite,

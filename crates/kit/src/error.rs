@@ -24,7 +24,10 @@ pub enum ServiceError {
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
-    AlreadyExists { reason: &'static str, message: String },
+    AlreadyExists {
+        reason: &'static str,
+        message: String,
+    },
     #[error("{message}")]
     FailedPrecondition {
         reason: &'static str,
@@ -32,7 +35,10 @@ pub enum ServiceError {
         metadata: HashMap<String, String>,
     },
     #[error("{message}")]
-    ResourceExhausted { reason: &'static str, message: String },
+    ResourceExhausted {
+        reason: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{0}")]
@@ -99,7 +105,10 @@ impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::InvalidArgument(violations) => {
-                let message = format!("잘못된 요청입니다 (invalid request): {}", describe(&violations));
+                let message = format!(
+                    "잘못된 요청입니다 (invalid request): {}",
+                    describe(&violations)
+                );
                 let mut details = ErrorDetails::new();
                 for v in violations {
                     details.add_bad_request_violation(v.field, v.description);
@@ -195,7 +204,11 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         let details = status.get_error_details();
         let bad = details.bad_request().expect("bad request details");
-        let fields: Vec<_> = bad.field_violations.iter().map(|f| f.field.as_str()).collect();
+        let fields: Vec<_> = bad
+            .field_violations
+            .iter()
+            .map(|f| f.field.as_str())
+            .collect();
         assert_eq!(fields, ["name", "birth_date"]);
     }
 
@@ -205,7 +218,11 @@ mod tests {
             ServiceError::already_exists("PHONE_ALREADY_REGISTERED", "이미 가입된 전화번호입니다")
                 .into();
         assert_eq!(status.code(), Code::AlreadyExists);
-        let info = status.get_error_details().error_info().cloned().expect("error info");
+        let info = status
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("error info");
         assert_eq!(info.reason, "PHONE_ALREADY_REGISTERED");
         assert_eq!(info.domain, ERROR_DOMAIN);
     }

@@ -166,18 +166,27 @@ pub fn parse_optional_date(value: &str, field: &str) -> Result<Option<NaiveDate>
 }
 
 /// The paths of an `update_mask`; an absent or empty mask is an error naming the field.
-pub fn mask_paths(mask: Option<&prost_types::FieldMask>, allowed: &[&str]) -> Result<Vec<String>, ServiceError> {
+pub fn mask_paths(
+    mask: Option<&prost_types::FieldMask>,
+    allowed: &[&str],
+) -> Result<Vec<String>, ServiceError> {
     let paths = mask.map(|m| m.paths.clone()).unwrap_or_default();
     if paths.is_empty() {
         return Err(ServiceError::invalid(
             "update_mask",
-            format!("must list the fields to change, from: {}", allowed.join(", ")),
+            format!(
+                "must list the fields to change, from: {}",
+                allowed.join(", ")
+            ),
         ));
     }
     let mut v = crate::error::Violations::new();
     for p in &paths {
         if !allowed.contains(&p.as_str()) {
-            v.add("update_mask", format!("{p:?} cannot be updated; allowed: {}", allowed.join(", ")));
+            v.add(
+                "update_mask",
+                format!("{p:?} cannot be updated; allowed: {}", allowed.join(", ")),
+            );
         }
     }
     v.finish()?;
@@ -191,7 +200,9 @@ mod tests {
     #[test]
     fn timestamps_round_trip() {
         let now = Utc::now();
-        let back = from_timestamp(Some(&timestamp(now)), "t").expect("valid").expect("some");
+        let back = from_timestamp(Some(&timestamp(now)), "t")
+            .expect("valid")
+            .expect("some");
         assert_eq!(back, now);
     }
 
@@ -199,10 +210,17 @@ mod tests {
     fn masks_and_ids_name_the_field() {
         let err = mask_paths(None, &["name"]).expect_err("empty");
         assert!(err.to_string().contains("update_mask"));
-        let m = prost_types::FieldMask { paths: vec!["name".into(), "status".into()] };
+        let m = prost_types::FieldMask {
+            paths: vec!["name".into(), "status".into()],
+        };
         let err = mask_paths(Some(&m), &["name"]).expect_err("status not allowed");
         assert!(err.to_string().contains("\"status\""), "{err}");
-        assert!(parse_uuid("x", "member_id").expect_err("bad").to_string().contains("member_id"));
+        assert!(
+            parse_uuid("x", "member_id")
+                .expect_err("bad")
+                .to_string()
+                .contains("member_id")
+        );
         assert!(parse_optional_date("1990-13-01", "birth_date").is_err());
         assert_eq!(parse_optional_uuid("", "x").expect("ok"), None);
     }

@@ -22,7 +22,11 @@ pub fn fingerprint(body: &[u8]) -> String {
 }
 
 fn sql(backend: DatabaseBackend, pg: &'static str, lite: &'static str) -> &'static str {
-    if backend == DatabaseBackend::Postgres { pg } else { lite }
+    if backend == DatabaseBackend::Postgres {
+        pg
+    } else {
+        lite
+    }
 }
 
 /// Claims `key` within `scope` (e.g. "member.join") for this tenant, inside the caller's
@@ -38,7 +42,10 @@ pub async fn claim<C: ConnectionTrait>(
         return Ok(Claim::Fresh);
     }
     if key.len() > 200 {
-        return Err(ServiceError::invalid("idempotency_key", "must be at most 200 characters"));
+        return Err(ServiceError::invalid(
+            "idempotency_key",
+            "must be at most 200 characters",
+        ));
     }
     let b = tx.get_database_backend();
     let inserted = tx
@@ -73,7 +80,9 @@ pub async fn claim<C: ConnectionTrait>(
         ))
         .await?
         .ok_or_else(|| ServiceError::internal("idempotency key vanished after a conflict"))?;
-    let hash: String = row.try_get("", "request_hash").map_err(ServiceError::from)?;
+    let hash: String = row
+        .try_get("", "request_hash")
+        .map_err(ServiceError::from)?;
     if hash != request_fingerprint {
         return Err(ServiceError::already_exists(
             "IDEMPOTENCY_KEY_REUSED",
@@ -83,9 +92,11 @@ pub async fn claim<C: ConnectionTrait>(
         ));
     }
     let response: Option<Vec<u8>> = row.try_get("", "response").map_err(ServiceError::from)?;
-    response
-        .map(Claim::Replay)
-        .ok_or_else(|| ServiceError::Unavailable("the first request with this idempotency_key is still running; retry".into()))
+    response.map(Claim::Replay).ok_or_else(|| {
+        ServiceError::Unavailable(
+            "the first request with this idempotency_key is still running; retry".into(),
+        )
+    })
 }
 
 /// Stores the response of a [`Claim::Fresh`] request, in the same transaction as its work.
@@ -138,7 +149,12 @@ impl sea_orm_migration::MigrationTrait for IdempotencyMigration {
                     .col(string("request_hash"))
                     .col(blob_null("response"))
                     .col(timestamp_with_time_zone("created_time"))
-                    .primary_key(Index::create().col("tenant_id").col("scope").col("idem_key"))
+                    .primary_key(
+                        Index::create()
+                            .col("tenant_id")
+                            .col("scope")
+                            .col("idem_key"),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -147,6 +163,8 @@ impl sea_orm_migration::MigrationTrait for IdempotencyMigration {
 
     async fn down(&self, manager: &sea_orm_migration::SchemaManager) -> Result<(), DbErr> {
         use sea_orm_migration::prelude::*;
-        manager.drop_table(Table::drop().table("idempotency_keys").to_owned()).await
+        manager
+            .drop_table(Table::drop().table("idempotency_keys").to_owned())
+            .await
     }
 }

@@ -43,7 +43,10 @@ impl PageRequest {
     pub fn finish<T>(&self, mut rows: Vec<T>, id_of: impl Fn(&T) -> Uuid) -> (Vec<T>, String) {
         if rows.len() as u64 > self.size {
             rows.truncate(self.size as usize);
-            let token = rows.last().map(|r| encode_token(id_of(r))).unwrap_or_default();
+            let token = rows
+                .last()
+                .map(|r| encode_token(id_of(r)))
+                .unwrap_or_default();
             (rows, token)
         } else {
             (rows, String::new())

@@ -40,7 +40,9 @@ pub enum KeyBootstrapError {
 
 /// Loads the signing key and master key from their configured files, or, when not configured,
 /// from (or newly into) `<data_dir>/keys/`, so the embedded default needs no setup.
-pub fn load_keys(settings: &Settings) -> Result<(TokenSigner, TokenVerifier, MasterKey), KeyBootstrapError> {
+pub fn load_keys(
+    settings: &Settings,
+) -> Result<(TokenSigner, TokenVerifier, MasterKey), KeyBootstrapError> {
     let keys_dir = settings.database.data_dir.join("keys");
     let signer = match &settings.auth.signing_key_file {
         Some(path) => TokenSigner::load_or_create(path, false)?,

@@ -61,12 +61,17 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(|| {
         let mut registry = Registry::with_prefix("spharos");
         let rpc_requests_total = Family::<RpcLabels, Counter>::default();
-        let rpc_duration_seconds =
-            Family::<RpcLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let rpc_duration_seconds = Family::<RpcLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
         let outbox_lag_seconds = Family::<ServiceLabels, Gauge<f64, AtomicU64>>::default();
         let outbox_published_total = Family::<ServiceLabels, Counter>::default();
         let events_consumed_total = Family::<ConsumerLabels, Counter>::default();
-        registry.register("rpc_requests", "gRPC requests handled", rpc_requests_total.clone());
+        registry.register(
+            "rpc_requests",
+            "gRPC requests handled",
+            rpc_requests_total.clone(),
+        );
         registry.register(
             "rpc_duration_seconds",
             "gRPC request latency",
@@ -129,7 +134,10 @@ pub enum TelemetryError {
 }
 
 /// Installs the global subscriber. Call once, from `main`.
-pub fn init(settings: &TelemetrySettings, service_name: &str) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(
+    settings: &TelemetrySettings,
+    service_name: &str,
+) -> Result<TelemetryGuard, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_new(&settings.log_level)
         .map_err(|e| TelemetryError::Filter(settings.log_level.clone(), e.to_string()))?;
@@ -151,16 +159,25 @@ pub fn init(settings: &TelemetrySettings, service_name: &str) -> Result<Telemetr
                 .build();
             let tracer = provider.tracer("spharos");
             opentelemetry::global::set_tracer_provider(provider.clone());
-            (Some(provider), Some(tracing_opentelemetry::layer().with_tracer(tracer)))
+            (
+                Some(provider),
+                Some(tracing_opentelemetry::layer().with_tracer(tracer)),
+            )
         }
         None => (None, None),
     };
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     let result = match settings.log_format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(false),
+            )
             .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().compact()).try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().compact())
+            .try_init(),
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;

@@ -123,7 +123,10 @@ mod tests {
             with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
             "postgres://postgres@127.0.0.1:5432/x"
         );
-        assert_eq!(with_database("postgres://h:1/db?sslmode=disable", "y"), "postgres://h:1/y?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://h:1/db?sslmode=disable", "y"),
+            "postgres://h:1/y?sslmode=disable"
+        );
         assert_eq!(with_database("postgres://h:1", "z"), "postgres://h:1/z");
     }
 }

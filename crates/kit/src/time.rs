@@ -30,7 +30,9 @@ pub fn local_date(at: DateTime<Utc>, zone: Tz) -> NaiveDate {
 
 /// Formats a UTC time for Korean users: `2026년 12월 3일 18:40` in the zone.
 pub fn format_korean(at: DateTime<Utc>, zone: Tz) -> String {
-    at.with_timezone(&zone).format("%Y년 %-m월 %-d일 %H:%M").to_string()
+    at.with_timezone(&zone)
+        .format("%Y년 %-m월 %-d일 %H:%M")
+        .to_string()
 }
 
 /// Formats won with thousands separators: `30,000원`.
@@ -38,7 +40,7 @@ pub fn format_krw(amount: i64) -> String {
     let digits = amount.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 2);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -64,7 +66,10 @@ mod tests {
 
     #[test]
     fn a_late_evening_utc_time_is_the_next_korean_day() {
-        let at = Utc.with_ymd_and_hms(2026, 12, 3, 15, 30, 0).single().expect("valid");
+        let at = Utc
+            .with_ymd_and_hms(2026, 12, 3, 15, 30, 0)
+            .single()
+            .expect("valid");
         assert_eq!(local_date(at, DEFAULT_TIME_ZONE).to_string(), "2026-12-04");
     }
 
@@ -78,7 +83,13 @@ mod tests {
 
     #[test]
     fn korean_date_format() {
-        let at = Utc.with_ymd_and_hms(2026, 12, 3, 9, 40, 0).single().expect("valid");
-        assert_eq!(format_korean(at, DEFAULT_TIME_ZONE), "2026년 12월 3일 18:40");
+        let at = Utc
+            .with_ymd_and_hms(2026, 12, 3, 9, 40, 0)
+            .single()
+            .expect("valid");
+        assert_eq!(
+            format_korean(at, DEFAULT_TIME_ZONE),
+            "2026년 12월 3일 18:40"
+        );
     }
 }

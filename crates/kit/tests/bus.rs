@@ -13,7 +13,7 @@ use std::{
 use async_nats::jetstream::{self, consumer::pull, message::PublishMessage};
 use futures::StreamExt;
 use sea_orm::{
-    ConnectionTrait, Database, DatabaseTransaction, DbBackend, Statement,
+    ConnectOptions, ConnectionTrait, Database, DatabaseTransaction, DbBackend, Statement,
 };
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 use secrecy::SecretString;
@@ -100,7 +100,9 @@ fn random_hex() -> String {
 
 /// `base` with its database name replaced by `name`.
 fn with_database(base: &str, name: &str) -> String {
-    let (url, query) = base.split_once('?').map_or((base, None), |(u, q)| (u, Some(q)));
+    let (url, query) = base
+        .split_once('?')
+        .map_or((base, None), |(u, q)| (u, Some(q)));
     let scheme_end = url.find("://").map_or(0, |i| i + 3);
     let root = url[scheme_end..]
         .find('/')
@@ -109,6 +111,16 @@ fn with_database(base: &str, name: &str) -> String {
         Some(q) => format!("{root}/{name}?{q}"),
         None => format!("{root}/{name}"),
     }
+}
+
+/// Fails within seconds, not the pool's default 30 s, when PostgreSQL is down.
+fn admin_options(url: &str) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.max_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    opts
 }
 
 /// One test's PostgreSQL database, dropped at the end.
@@ -121,7 +133,7 @@ impl PgDatabase {
     async fn create() -> Self {
         let base = pg_base_url();
         let name = format!("spharos_bus_{}", random_hex());
-        let admin = Database::connect(&base).await.unwrap_or_else(|e| {
+        let admin = Database::connect(admin_options(&base)).await.unwrap_or_else(|e| {
             panic!("PostgreSQL at {base} is unreachable ({e}); set SPHAROS_TEST_DATABASE_URL or run `cargo xtask test`")
         });
         admin
@@ -147,9 +159,12 @@ impl PgDatabase {
     }
 
     async fn drop(self) {
-        if let Ok(admin) = Database::connect(&pg_base_url()).await {
+        if let Ok(admin) = Database::connect(admin_options(&pg_base_url())).await {
             let _ = admin
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+                .execute_unprepared(&format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                ))
                 .await;
             let _ = admin.close().await;
         }
@@ -184,7 +199,9 @@ impl TestBus {
             namespace: format!("t{hex}"),
         };
         let bus = Bus::connect(&settings).await.unwrap_or_else(|e| {
-            panic!("{e}; start `nats-server -js`, set SPHAROS_TEST_NATS_URL or run `cargo xtask test`")
+            panic!(
+                "{e}; start `nats-server -js`, set SPHAROS_TEST_NATS_URL or run `cargo xtask test`"
+            )
         });
         let client = async_nats::connect(nats_url())
             .await
@@ -197,7 +214,11 @@ impl TestBus {
     }
 
     async fn stream_messages(&self) -> u64 {
-        let mut stream = self.js.get_stream(&self.settings.stream).await.expect("stream exists");
+        let mut stream = self
+            .js
+            .get_stream(&self.settings.stream)
+            .await
+            .expect("stream exists");
         stream.info().await.expect("stream info").state.messages
     }
 
@@ -214,7 +235,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + timeout;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -232,7 +256,11 @@ async fn count(db: &Db, sql: &str) -> i64 {
 }
 
 async fn unpublished(db: &Db) -> i64 {
-    count(db, "SELECT COUNT(*) FROM outbox_events WHERE published_time IS NULL").await
+    count(
+        db,
+        "SELECT COUNT(*) FROM outbox_events WHERE published_time IS NULL",
+    )
+    .await
 }
 
 async fn count_as_owner(db: &Db) -> i64 {
@@ -297,35 +325,29 @@ impl Recorder {
 }
 
 impl EventHandler for Recorder {
-    fn handle<'a>(
-        &'a self,
-        tx: &'a DatabaseTransaction,
-        event: &'a Envelope,
-    ) -> impl Future<Output = Result<(), ServiceError>> + Send + 'a {
-        async move {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            let backend = tx.get_database_backend();
-            let sql = match backend {
-                DbBackend::Postgres => "INSERT INTO test_effects (tenant_id, event_id) VALUES ($1, $2)",
-                _ => "INSERT INTO test_effects (tenant_id, event_id) VALUES (?, ?)",
-            };
-            tx.execute_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                [event.tenant.as_uuid().into(), event.id.into()],
-            ))
-            .await?;
-            let failures_left = self.fail_first.load(Ordering::SeqCst);
-            if failures_left > 0 {
-                self.fail_first.store(failures_left - 1, Ordering::SeqCst);
-                return Err(ServiceError::Unavailable("injected failure".into()));
-            }
-            let _: PointsEarned = event
-                .decode()
-                .map_err(|e| ServiceError::internal(format!("undecodable payload: {e}")))?;
-            self.seen.lock().expect("not poisoned").push(event.clone());
-            Ok(())
+    async fn handle(&self, tx: &DatabaseTransaction, event: &Envelope) -> Result<(), ServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let backend = tx.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => "INSERT INTO test_effects (tenant_id, event_id) VALUES ($1, $2)",
+            _ => "INSERT INTO test_effects (tenant_id, event_id) VALUES (?, ?)",
+        };
+        tx.execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [event.tenant.as_uuid().into(), event.id.into()],
+        ))
+        .await?;
+        let failures_left = self.fail_first.load(Ordering::SeqCst);
+        if failures_left > 0 {
+            self.fail_first.store(failures_left - 1, Ordering::SeqCst);
+            return Err(ServiceError::Unavailable("injected failure".into()));
         }
+        let _: PointsEarned = event
+            .decode()
+            .map_err(|e| ServiceError::internal(format!("undecodable payload: {e}")))?;
+        self.seen.lock().expect("not poisoned").push(event.clone());
+        Ok(())
     }
 }
 
@@ -340,9 +362,9 @@ async fn commit_event(db: &Db, event: &Envelope) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn committed_event_is_published_with_cloudevents_headers_and_handled_once() {
+    let tb = TestBus::connect().await;
     let pg = PgDatabase::create().await;
     let db = pg.open().await;
-    let tb = TestBus::connect().await;
     let ns = tb.settings.namespace.clone();
     let shutdown = CancellationToken::new();
 
@@ -378,12 +400,21 @@ async fn committed_event_is_published_with_cloudevents_headers_and_handled_once(
     commit_event(&db, &event).await;
     outbox.poke();
 
-    wait_until(Duration::from_secs(10), "the handler", || async { handler.calls() >= 1 }).await;
-    wait_until(Duration::from_secs(5), "the row marked published", || async {
-        unpublished(&db).await == 0
+    wait_until(Duration::from_secs(10), "the handler", || async {
+        handler.calls() >= 1
     })
     .await;
-    assert_eq!(handler.seen(), vec![event.clone()], "handled the envelope as enqueued");
+    wait_until(
+        Duration::from_secs(5),
+        "the row marked published",
+        || async { unpublished(&db).await == 0 },
+    )
+    .await;
+    assert_eq!(
+        handler.seen(),
+        vec![event.clone()],
+        "handled the envelope as enqueued"
+    );
 
     let mut batch = raw.fetch().max_messages(1).messages().await.expect("fetch");
     let message = batch
@@ -399,16 +430,23 @@ async fn committed_event_is_published_with_cloudevents_headers_and_handled_once(
     assert_eq!(header("ce-id").as_deref(), Some(id.as_str()));
     assert_eq!(header("Nats-Msg-Id").as_deref(), Some(id.as_str()));
     assert_eq!(header("ce-source").as_deref(), Some("/spharos/points"));
-    assert_eq!(header("ce-type").as_deref(), Some("io.spharos.points.earned.v1"));
+    assert_eq!(
+        header("ce-type").as_deref(),
+        Some("io.spharos.points.earned.v1")
+    );
     assert_eq!(header("ce-subject"), Some(event.subject_id.clone()));
     assert_eq!(header("ce-tenantid"), Some(tenant.to_string()));
-    assert_eq!(header("content-type").as_deref(), Some("application/protobuf"));
+    assert_eq!(
+        header("content-type").as_deref(),
+        Some("application/protobuf")
+    );
     let ce_time = header("ce-time").expect("ce-time");
     assert_eq!(
         chrono::DateTime::parse_from_rfc3339(&ce_time).expect("RFC 3339 ce-time"),
         event.time
     );
-    let decoded = <PointsEarned as prost::Message>::decode(message.payload.as_ref()).expect("protobuf");
+    let decoded =
+        <PointsEarned as prost::Message>::decode(message.payload.as_ref()).expect("protobuf");
     assert_eq!(decoded.points, 1200);
     message.ack().await.expect("ack");
 
@@ -422,7 +460,9 @@ async fn committed_event_is_published_with_cloudevents_headers_and_handled_once(
     assert_eq!(
         metrics()
             .outbox_lag_seconds
-            .get_or_create(&ServiceLabels { service: "points".into() })
+            .get_or_create(&ServiceLabels {
+                service: "points".into()
+            })
             .get(),
         0.0
     );
@@ -437,9 +477,9 @@ async fn committed_event_is_published_with_cloudevents_headers_and_handled_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolled_back_event_is_never_published() {
+    let tb = TestBus::connect().await;
     let pg = PgDatabase::create().await;
     let db = pg.open().await;
-    let tb = TestBus::connect().await;
     let shutdown = CancellationToken::new();
     let handler = Arc::new(Recorder::default());
     let consumer = bus::spawn_consumer(
@@ -452,7 +492,12 @@ async fn rolled_back_event_is_never_published() {
     )
     .await
     .expect("consumer subscribes");
-    let (outbox, relay) = bus::spawn_relay("points-rollback", db.clone(), tb.bus.clone(), shutdown.clone());
+    let (outbox, relay) = bus::spawn_relay(
+        "points-rollback",
+        db.clone(),
+        tb.bus.clone(),
+        shutdown.clone(),
+    );
 
     let tenant = TenantId::generate();
     let discarded = earned(tenant, 1);
@@ -465,11 +510,18 @@ async fn rolled_back_event_is_never_published() {
     let kept = earned(tenant, 2);
     commit_event(&db, &kept).await;
     outbox.poke();
-    wait_until(Duration::from_secs(10), "the committed event", || async { handler.calls() >= 1 }).await;
+    wait_until(Duration::from_secs(10), "the committed event", || async {
+        handler.calls() >= 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     assert_eq!(handler.seen(), vec![kept]);
-    assert_eq!(tb.stream_messages().await, 1, "only the committed event reached JetStream");
+    assert_eq!(
+        tb.stream_messages().await,
+        1,
+        "only the committed event reached JetStream"
+    );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM outbox_events").await, 1);
 
     shutdown.cancel();
@@ -482,9 +534,9 @@ async fn rolled_back_event_is_never_published() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redelivered_event_is_handled_once() {
+    let tb = TestBus::connect().await;
     let pg = PgDatabase::create().await;
     let db = pg.open().await;
-    let tb = TestBus::connect().await;
     let shutdown = CancellationToken::new();
     let consumer_name = format!("idem-{}", random_hex());
     let handler = Arc::new(Recorder::default());
@@ -500,7 +552,10 @@ async fn redelivered_event_is_handled_once() {
     .expect("consumer subscribes");
 
     let event = earned(TenantId::generate(), 7);
-    tb.bus.publish_batch(&[event.clone()]).await.expect("first publish");
+    tb.bus
+        .publish_batch(std::slice::from_ref(&event))
+        .await
+        .expect("first publish");
     // The same event again under another Nats-Msg-Id: JetStream's de-duplication cannot help
     // (as after its 2-minute window), so only processed_events stands between it and a
     // second handling.
@@ -529,15 +584,55 @@ async fn redelivered_event_is_handled_once() {
         .expect("second publish sent")
         .await
         .expect("second publish acknowledged");
-    assert_eq!(tb.stream_messages().await, 2, "both copies are in the stream");
+    assert_eq!(
+        tb.stream_messages().await,
+        2,
+        "both copies are in the stream"
+    );
 
-    wait_until(Duration::from_secs(10), "the duplicate to be skipped", || async {
-        consumed(&consumer_name, "duplicate") == 1
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the duplicate to be skipped",
+        || async { consumed(&consumer_name, "duplicate") == 1 },
+    )
     .await;
     assert_eq!(handler.calls(), 1);
     assert_eq!(consumed(&consumer_name, "handled"), 1);
     assert_eq!(count_as_owner(&db).await, 1);
+
+    // A message that is no CloudEvent is acknowledged and skipped, not redelivered forever,
+    // and the events behind it still flow.
+    tb.js
+        .publish(
+            format!("{}.points.earned", tb.settings.namespace),
+            "not a cloudevent".into(),
+        )
+        .await
+        .expect("malformed publish sent")
+        .await
+        .expect("malformed publish acknowledged");
+    let after = earned(TenantId::generate(), 8);
+    tb.bus
+        .publish_batch(std::slice::from_ref(&after))
+        .await
+        .expect("publish after the malformed one");
+    wait_until(
+        Duration::from_secs(10),
+        "the event after the malformed one",
+        || async { handler.calls() == 2 },
+    )
+    .await;
+    let stream = tb.js.get_stream(&tb.settings.stream).await.expect("stream");
+    let name = format!("{consumer_name}-points-earned");
+    wait_until(
+        Duration::from_secs(5),
+        "every message acknowledged",
+        || async {
+            let info = stream.consumer_info(&name).await.expect("consumer info");
+            info.num_ack_pending == 0 && info.num_pending == 0
+        },
+    )
+    .await;
 
     shutdown.cancel();
     consumer.await.expect("consumer stops");
@@ -569,13 +664,16 @@ async fn sqlite_and_in_process_bus_deliver_once_and_retry_failures() {
     )
     .await
     .expect("in-process subscribe");
-    let (outbox, relay) = bus::spawn_relay("points-embedded", db.clone(), bus.clone(), shutdown.clone());
+    let (outbox, relay) =
+        bus::spawn_relay("points-embedded", db.clone(), bus.clone(), shutdown.clone());
 
     let tenant = TenantId::generate();
     let event = earned(tenant, 300);
     commit_event(&db, &event).await;
     let tx = db.begin(tenant).await.expect("transaction");
-    bus::enqueue(&tx, &earned(tenant, 1)).await.expect("enqueue");
+    bus::enqueue(&tx, &earned(tenant, 1))
+        .await
+        .expect("enqueue");
     tx.rollback().await.expect("rollback");
     outbox.poke();
 
@@ -587,11 +685,21 @@ async fn sqlite_and_in_process_bus_deliver_once_and_retry_failures() {
     assert_eq!(handler.seen(), vec![event.clone()]);
     assert_eq!(handler.calls(), 3, "two failed attempts, one success");
     assert_eq!(consumed(&consumer_name, "failed"), 2);
-    assert_eq!(count_as_owner(&db).await, 1, "failed attempts left no effect rows");
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM outbox_events").await, 1, "rollback left no row");
+    assert_eq!(
+        count_as_owner(&db).await,
+        1,
+        "failed attempts left no effect rows"
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM outbox_events").await,
+        1,
+        "rollback left no row"
+    );
 
     // Delivered again (a relay retry after a lost ack): acknowledged as a duplicate.
-    bus.publish_batch(&[event.clone()]).await.expect("acked by the duplicate path");
+    bus.publish_batch(std::slice::from_ref(&event))
+        .await
+        .expect("acked by the duplicate path");
     assert_eq!(handler.calls(), 3);
     assert_eq!(consumed(&consumer_name, "duplicate"), 1);
 
@@ -599,7 +707,9 @@ async fn sqlite_and_in_process_bus_deliver_once_and_retry_failures() {
     let mut other = earned(tenant, 5);
     other.service = "member".into();
     other.event = "joined".into();
-    bus.publish_batch(&[other]).await.expect("no subscriber, no wait");
+    bus.publish_batch(&[other])
+        .await
+        .expect("no subscriber, no wait");
 
     shutdown.cancel();
     relay.await.expect("relay stops");
@@ -610,9 +720,9 @@ async fn sqlite_and_in_process_bus_deliver_once_and_retry_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn relay_pipelines_thousands_of_events() {
     const EVENTS: usize = 5_000;
+    let tb = TestBus::connect().await;
     let pg = PgDatabase::create().await;
     let db = pg.open().await;
-    let tb = TestBus::connect().await;
     let shutdown = CancellationToken::new();
     let service = format!("pipeline-{}", random_hex());
 
@@ -620,7 +730,9 @@ async fn relay_pipelines_thousands_of_events() {
     for _ in 0..EVENTS / 500 {
         let tx = db.begin(tenant).await.expect("tenant transaction");
         for i in 0..500 {
-            bus::enqueue(&tx, &earned(tenant, i)).await.expect("enqueue");
+            bus::enqueue(&tx, &earned(tenant, i))
+                .await
+                .expect("enqueue");
         }
         tx.commit().await.expect("commit");
     }
@@ -641,7 +753,9 @@ async fn relay_pipelines_thousands_of_events() {
     assert_eq!(
         metrics()
             .outbox_published_total
-            .get_or_create(&ServiceLabels { service: service.clone() })
+            .get_or_create(&ServiceLabels {
+                service: service.clone()
+            })
             .get(),
         EVENTS as u64,
         "each row published by exactly one relay"
@@ -663,8 +777,46 @@ async fn unreachable_nats_fails_fast_with_a_clear_error() {
         namespace: "unused".into(),
     };
     let started = std::time::Instant::now();
-    let err = Bus::connect(&settings).await.expect_err("nothing listens on port 1");
+    let err = Bus::connect(&settings)
+        .await
+        .expect_err("nothing listens on port 1");
     assert!(started.elapsed() < Duration::from_secs(10));
     let message = err.to_string();
-    assert!(message.starts_with("NATS at nats://127.0.0.1:1 unreachable: "), "{message}");
+    assert!(
+        message.starts_with("NATS at nats://127.0.0.1:1 unreachable: "),
+        "{message}"
+    );
+}
+
+/// A host holds in-process deliveries while its modules subscribe: an event published before a
+/// consumer subscribed still reaches it once deliveries are released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_in_process_deliveries_wait_for_late_subscribers() {
+    let bus = Bus::in_process();
+    bus.hold_deliveries();
+    let tenant = TenantId::generate();
+    let event = earned(tenant, 7);
+    let publisher = {
+        let bus = bus.clone();
+        let event = event.clone();
+        tokio::spawn(async move { bus.publish_batch(&[event]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!publisher.is_finished(), "held: nothing may be delivered or acked yet");
+    let mut sub = bus
+        .subscribe("late-subscriber", &["points.earned"])
+        .await
+        .expect("subscribe");
+    bus.release_deliveries();
+    let delivery = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("delivered after release")
+        .expect("stream open")
+        .expect("delivery");
+    assert_eq!(delivery.envelope.id, event.id);
+    delivery.ack().await.expect("ack");
+    publisher
+        .await
+        .expect("publisher task")
+        .expect("acknowledged by the late subscriber");
 }

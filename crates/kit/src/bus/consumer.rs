@@ -190,7 +190,11 @@ impl<H: EventHandler> Worker<H> {
                 Utc::now().into(),
             ])
             .map_err(|e| DbErr::Custom(e.to_string()))?
-            .on_conflict(OnConflict::columns(["consumer", "event_id"]).do_nothing().to_owned());
+            .on_conflict(
+                OnConflict::columns(["consumer", "event_id"])
+                    .do_nothing()
+                    .to_owned(),
+            );
         if tx.execute(&insert).await?.rows_affected() == 0 {
             tx.rollback().await?;
             return Ok(Outcome::Duplicate);

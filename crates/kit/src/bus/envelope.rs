@@ -57,7 +57,10 @@ impl Envelope {
 
     /// `io.spharos.<service>.<event>.v1`.
     pub fn ce_type(&self) -> String {
-        format!("{TYPE_PREFIX}{}.{}.{TYPE_VERSION}", self.service, self.event)
+        format!(
+            "{TYPE_PREFIX}{}.{}.{TYPE_VERSION}",
+            self.service, self.event
+        )
     }
 
     /// `<service>.<event>`: the subject without the namespace.
@@ -88,7 +91,9 @@ impl Envelope {
         h.insert("ce-type", self.ce_type().as_str());
         h.insert(
             "ce-time",
-            self.time.to_rfc3339_opts(SecondsFormat::Micros, true).as_str(),
+            self.time
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+                .as_str(),
         );
         h.insert("ce-subject", self.subject_id.as_str());
         h.insert("ce-tenantid", self.tenant.to_string().as_str());
@@ -101,7 +106,10 @@ impl Envelope {
     }
 
     /// Reads an envelope back from CloudEvents headers; `Err` names what is wrong.
-    pub(crate) fn from_headers(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Self, String> {
+    pub(crate) fn from_headers(
+        headers: Option<&HeaderMap>,
+        payload: &[u8],
+    ) -> Result<Self, String> {
         let headers = headers.ok_or("no headers")?;
         let get = |name: &str| {
             headers
@@ -176,7 +184,10 @@ mod tests {
         assert_eq!(e.ce_type(), "io.spharos.campaign.message.sent.v1");
         assert_eq!(e.topic(), "campaign.message.sent");
         let h = e.headers();
-        assert_eq!(h.get("Nats-Msg-Id").map(|v| v.as_str()), Some(e.id.to_string().as_str()));
+        assert_eq!(
+            h.get("Nats-Msg-Id").map(|v| v.as_str()),
+            Some(e.id.to_string().as_str())
+        );
         let back = Envelope::from_headers(Some(&h), &e.payload).expect("round trip");
         assert_eq!(back, e);
     }

@@ -22,6 +22,10 @@ type Item = (Envelope, oneshot::Sender<()>);
 pub struct InProcessBus {
     namespace: Arc<str>,
     subscribers: Arc<Mutex<HashMap<String, Subscriber>>>,
+    /// Deliveries wait while this is false: a host holds them until every module of the process
+    /// has subscribed, because an event with no subscriber yet would be acknowledged and lost
+    /// to a consumer that subscribes a moment later.
+    open: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 struct Subscriber {
@@ -34,7 +38,18 @@ impl InProcessBus {
         Self {
             namespace: namespace.into(),
             subscribers: Arc::default(),
+            open: Arc::new(tokio::sync::watch::Sender::new(true)),
         }
+    }
+
+    /// Holds deliveries until [`InProcessBus::release`].
+    pub fn hold(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Lets held deliveries go.
+    pub fn release(&self) {
+        self.open.send_replace(true);
     }
 
     pub fn namespace(&self) -> &str {
@@ -47,6 +62,9 @@ impl InProcessBus {
     }
 
     pub(crate) async fn publish_batch(&self, events: &[Envelope]) -> Result<(), BusError> {
+        let mut open = self.open.subscribe();
+        // The sender lives as long as `self`, so this only ends when released.
+        let _ = open.wait_for(|o| *o).await;
         let mut pending = Vec::new();
         for event in events {
             let topic = event.topic();
@@ -61,8 +79,14 @@ impl InProcessBus {
                 let (ack_tx, ack_rx) = oneshot::channel();
                 // A subscriber whose subscription was dropped stays registered, like a
                 // durable JetStream consumer that is offline: its events wait in the outbox.
-                tx.send((event.clone(), ack_tx))
-                    .map_err(|_| not_acked(event, &self.namespace, &durable, "subscriber is not running"))?;
+                tx.send((event.clone(), ack_tx)).map_err(|_| {
+                    not_acked(
+                        event,
+                        &self.namespace,
+                        &durable,
+                        "subscriber is not running",
+                    )
+                })?;
                 pending.push((event, durable, ack_rx));
             }
         }
@@ -78,7 +102,12 @@ impl InProcessBus {
                     ));
                 }
                 Err(_) => {
-                    return Err(not_acked(event, &self.namespace, &durable, "ack wait expired"));
+                    return Err(not_acked(
+                        event,
+                        &self.namespace,
+                        &durable,
+                        "ack wait expired",
+                    ));
                 }
             }
         }

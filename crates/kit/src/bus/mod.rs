@@ -69,7 +69,11 @@ impl Bus {
 
     /// A durable subscription to `topics` (`"points.earned"`, NATS wildcards allowed) under
     /// the name `durable`: it resumes where the last one with that name stopped.
-    pub async fn subscribe(&self, durable: &str, topics: &[&str]) -> Result<Subscription, BusError> {
+    pub async fn subscribe(
+        &self,
+        durable: &str,
+        topics: &[&str],
+    ) -> Result<Subscription, BusError> {
         validate_durable(durable)?;
         if topics.is_empty() {
             return Err(BusError::InvalidTopic {
@@ -83,6 +87,22 @@ impl Bus {
         match self {
             Bus::Nats(b) => b.subscribe(durable, topics).await,
             Bus::InProcess(b) => Ok(b.subscribe(durable, topics)),
+        }
+    }
+
+    /// Holds in-process deliveries while a host starts its modules (see
+    /// [`InProcessBus::hold`]). JetStream keeps events for durable consumers that subscribe
+    /// later, so for NATS this does nothing.
+    pub fn hold_deliveries(&self) {
+        if let Bus::InProcess(b) = self {
+            b.hold();
+        }
+    }
+
+    /// Ends [`Bus::hold_deliveries`].
+    pub fn release_deliveries(&self) {
+        if let Bus::InProcess(b) = self {
+            b.release();
         }
     }
 
@@ -124,7 +144,10 @@ pub enum BusError {
     #[error("receiving events for {durable} failed: {reason}")]
     Receive { durable: String, reason: String },
     #[error("acknowledging event {event_id} failed: {reason}")]
-    Ack { event_id: uuid::Uuid, reason: String },
+    Ack {
+        event_id: uuid::Uuid,
+        reason: String,
+    },
     #[error("invalid topic {topic:?}: {reason} (expected <service>.<event> like points.earned)")]
     InvalidTopic { topic: String, reason: String },
     #[error("invalid durable name {durable:?}: use letters, digits, '-' and '_'")]
@@ -159,13 +182,15 @@ pub struct Delivery {
 }
 
 enum Acker {
-    Nats(async_nats::jetstream::message::Acker),
+    Nats(Box<async_nats::jetstream::message::Acker>),
     InProcess(oneshot::Sender<()>),
 }
 
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery").field("envelope", &self.envelope).finish_non_exhaustive()
+        f.debug_struct("Delivery")
+            .field("envelope", &self.envelope)
+            .finish_non_exhaustive()
     }
 }
 
@@ -189,7 +214,9 @@ impl Delivery {
 
 /// A subject token: letters, digits, '_' and '-' (no '.', wildcards or whitespace).
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// `service` and `event` name a concrete subject: `member` + `joined`, or `campaign` +
@@ -220,7 +247,9 @@ fn validate_topic(topic: &str) -> Result<(), BusError> {
     for (i, t) in tokens.iter().enumerate() {
         let ok = is_token(t) || *t == "*" || (*t == ">" && i == tokens.len() - 1);
         if !ok {
-            return Err(invalid("tokens are letters, digits, '_', '-', '*' or a final '>'"));
+            return Err(invalid(
+                "tokens are letters, digits, '_', '-', '*' or a final '>'",
+            ));
         }
     }
     Ok(())

@@ -3,7 +3,7 @@
 //!
 //! One pull consumer per topic (named `<durable>-<topic>`): a consumer with several filter
 //! subjects needs nats-server 2.10, and the platform also runs on 2.9.
-use std::{pin::Pin, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{
     self,
@@ -19,16 +19,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 const ACK_WAIT: Duration = Duration::from_secs(30);
 
-/// A JetStream connection bound to one stream and subject namespace.
+/// A JetStream connection bound to one stream and subject namespace; clones share it.
 #[derive(Clone)]
 pub struct NatsBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     js: jetstream::Context,
     stream: String,
     namespace: String,
 }
 
 impl NatsBus {
-    pub(crate) async fn connect(url: &str, stream: &str, namespace: &str) -> Result<Self, BusError> {
+    pub(crate) async fn connect(
+        url: &str,
+        stream: &str,
+        namespace: &str,
+    ) -> Result<Self, BusError> {
         // No retry on the initial connect: a wrong URL fails the start with a clear message.
         // Later disconnects are retried forever by the client (async-nats default).
         let client = async_nats::ConnectOptions::new()
@@ -54,30 +62,32 @@ impl NatsBus {
             reason: e.to_string(),
         })?;
         Ok(Self {
-            js,
-            stream: stream.to_string(),
-            namespace: namespace.to_string(),
+            inner: Arc::new(Inner {
+                js,
+                stream: stream.to_string(),
+                namespace: namespace.to_string(),
+            }),
         })
     }
 
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.inner.namespace
     }
 
     /// The stream's name.
     pub fn stream(&self) -> &str {
-        &self.stream
+        &self.inner.stream
     }
 
     /// The JetStream context, for operations the bus does not wrap (tests, admin tools).
     pub fn jetstream(&self) -> &jetstream::Context {
-        &self.js
+        &self.inner.js
     }
 
     pub(crate) async fn publish_batch(&self, events: &[Envelope]) -> Result<(), BusError> {
         let publish_err = |event: &Envelope, reason: String| BusError::Publish {
             event_id: event.id,
-            subject: event.subject(&self.namespace),
+            subject: event.subject(&self.inner.namespace),
             reason,
         };
         // Pipelined: ~18x the throughput of awaiting each ack before the next send.
@@ -87,8 +97,9 @@ impl NatsBus {
                 .headers(event.headers())
                 .payload(event.payload.clone().into());
             let ack = self
+                .inner
                 .js
-                .send_publish(event.subject(&self.namespace), message)
+                .send_publish(event.subject(&self.inner.namespace), message)
                 .await
                 .map_err(|e| publish_err(event, e.to_string()))?;
             acks.push((event, ack));
@@ -99,18 +110,27 @@ impl NatsBus {
         Ok(())
     }
 
-    pub(crate) async fn subscribe(&self, durable: &str, topics: &[&str]) -> Result<Subscription, BusError> {
-        let stream = self.js.get_stream(&self.stream).await.map_err(|e| BusError::Subscribe {
-            durable: durable.to_string(),
-            subject: format!("{}.>", self.namespace),
-            reason: format!("stream {}: {e}", self.stream),
-        })?;
+    pub(crate) async fn subscribe(
+        &self,
+        durable: &str,
+        topics: &[&str],
+    ) -> Result<Subscription, BusError> {
+        let stream = self
+            .inner
+            .js
+            .get_stream(&self.inner.stream)
+            .await
+            .map_err(|e| BusError::Subscribe {
+                durable: durable.to_string(),
+                subject: format!("{}.>", self.inner.namespace),
+                reason: format!("stream {}: {e}", self.inner.stream),
+            })?;
         let mut topics: Vec<&str> = topics.to_vec();
         topics.sort_unstable();
         topics.dedup();
         let mut messages = SelectAll::new();
         for topic in topics {
-            let subject = format!("{}.{topic}", self.namespace);
+            let subject = format!("{}.{topic}", self.inner.namespace);
             let name = consumer_name(durable, topic);
             let sub_err = |reason: String| BusError::Subscribe {
                 durable: durable.to_string(),
@@ -131,7 +151,10 @@ impl NatsBus {
                 )
                 .await
                 .map_err(|e| sub_err(e.to_string()))?;
-            let stream = consumer.messages().await.map_err(|e| sub_err(e.to_string()))?;
+            let stream = consumer
+                .messages()
+                .await
+                .map_err(|e| sub_err(e.to_string()))?;
             messages.push(Box::pin(stream) as MessageStream);
         }
         Ok(Subscription {
@@ -143,9 +166,8 @@ impl NatsBus {
     }
 }
 
-type MessageStream = Pin<
-    Box<dyn Stream<Item = Result<jetstream::Message, pull::MessagesError>> + Send>,
->;
+type MessageStream =
+    Pin<Box<dyn Stream<Item = Result<jetstream::Message, pull::MessagesError>> + Send>>;
 
 /// `analytics` + `points.earned` → `analytics-points-earned`; consumer names allow neither
 /// dots nor wildcards.
@@ -197,7 +219,7 @@ impl NatsSubscription {
                 Ok(envelope) => {
                     return Some(Ok(Delivery {
                         envelope,
-                        acker: Acker::Nats(acker),
+                        acker: Acker::Nats(Box::new(acker)),
                     }));
                 }
                 Err(reason) => {
@@ -223,8 +245,14 @@ mod tests {
 
     #[test]
     fn consumer_names_are_valid_nats_names() {
-        assert_eq!(consumer_name("analytics", "points.earned"), "analytics-points-earned");
-        assert_eq!(consumer_name("billing", "campaign.>"), "billing-campaign-all");
+        assert_eq!(
+            consumer_name("analytics", "points.earned"),
+            "analytics-points-earned"
+        );
+        assert_eq!(
+            consumer_name("billing", "campaign.>"),
+            "billing-campaign-all"
+        );
         assert_eq!(consumer_name("x", "*.joined"), "x-any-joined");
     }
 

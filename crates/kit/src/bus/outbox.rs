@@ -9,7 +9,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ConnectionTrait, DbErr, QueryResult,
-    sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query},
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query, SelectStatement},
 };
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 use tokio::sync::Notify;
@@ -76,8 +76,16 @@ impl MigrationTrait for OutboxMigration {
                     .col(ColumnDef::new("time").timestamp_with_time_zone().not_null())
                     .col(ColumnDef::new("payload").blob().not_null())
                     .col(ColumnDef::new("traceparent").text().null())
-                    .col(ColumnDef::new("created_time").timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new("published_time").timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new("created_time")
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new("published_time")
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -101,7 +109,11 @@ impl MigrationTrait for OutboxMigration {
                     .col(ColumnDef::new("consumer").text().not_null())
                     .col(ColumnDef::new("event_id").uuid().not_null())
                     .col(ColumnDef::new("tenant_id").uuid().not_null())
-                    .col(ColumnDef::new("processed_time").timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new("processed_time")
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .primary_key(Index::create().col("consumer").col("event_id"))
                     .to_owned(),
             )
@@ -111,8 +123,12 @@ impl MigrationTrait for OutboxMigration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         use sea_orm_migration::prelude::Table;
-        manager.drop_table(Table::drop().table(PROCESSED).to_owned()).await?;
-        manager.drop_table(Table::drop().table(OUTBOX).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(PROCESSED).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(OUTBOX).to_owned())
+            .await
     }
 }
 
@@ -193,11 +209,16 @@ impl Relay {
         let mut backoff = BACKOFF_START;
         let mut next_cleanup = Instant::now();
         while !shutdown.is_cancelled() {
-            let wait = match self.relay_batch().await {
+            // (wait, whether a poke may cut it short)
+            let (wait, pokeable) = match self.relay_batch().await {
                 Ok(n) => {
                     backoff = BACKOFF_START;
                     // A full batch means more rows are probably waiting.
-                    if n as u64 == BATCH { Duration::ZERO } else { IDLE_WAIT }
+                    if n as u64 == BATCH {
+                        (Duration::ZERO, true)
+                    } else {
+                        (IDLE_WAIT, true)
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -208,7 +229,8 @@ impl Relay {
                     );
                     let wait = backoff;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
-                    wait
+                    // Pokes arrive with every commit; they must not turn backoff into a spin.
+                    (wait, false)
                 }
             };
             self.update_lag().await;
@@ -223,7 +245,7 @@ impl Relay {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.notify.notified() => {}
+                _ = self.notify.notified(), if pokeable => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -231,17 +253,9 @@ impl Relay {
 
     /// Publishes one batch; returns how many rows it published.
     async fn relay_batch(&self) -> Result<usize, RelayError> {
-        let mut select = Query::select();
-        select
-            .columns(COLUMNS)
-            .from(OUTBOX)
-            .and_where(Expr::col("published_time").is_null())
-            .order_by("id", Order::Asc)
-            .limit(BATCH);
+        let select = claim_query(self.db.backend());
         match self.db.backend() {
             Backend::Postgres => {
-                // Row locks held until the rows are marked: replicas skip each other's batches.
-                select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
                 let tx = self.db.begin_system().await?;
                 let events = to_envelopes(tx.query_all(&select).await?)?;
                 if events.is_empty() {
@@ -300,7 +314,10 @@ impl Relay {
                 let lag = oldest
                     .map(|t| (Utc::now() - t).as_seconds_f64().max(0.0))
                     .unwrap_or(0.0);
-                metrics().outbox_lag_seconds.get_or_create(&self.labels).set(lag);
+                metrics()
+                    .outbox_lag_seconds
+                    .get_or_create(&self.labels)
+                    .set(lag);
             }
             Err(e) => {
                 tracing::debug!(service = %self.labels.service, error = %e, "outbox lag query failed");
@@ -321,6 +338,22 @@ impl Relay {
         }
         Ok(())
     }
+}
+
+/// The oldest unpublished rows. On PostgreSQL they stay locked until the claiming transaction
+/// ends, and concurrent relays skip them instead of publishing them twice.
+fn claim_query(backend: Backend) -> SelectStatement {
+    let mut select = Query::select();
+    select
+        .columns(COLUMNS)
+        .from(OUTBOX)
+        .and_where(Expr::col("published_time").is_null())
+        .order_by("id", Order::Asc)
+        .limit(BATCH);
+    if backend == Backend::Postgres {
+        select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    select
 }
 
 async fn mark_published<C: ConnectionTrait>(conn: &C, events: &[Envelope]) -> Result<(), DbErr> {
@@ -356,4 +389,23 @@ enum RelayError {
     Db(#[from] DbErr),
     #[error("{0}")]
     Bus(#[from] super::BusError),
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+
+    use super::*;
+
+    #[test]
+    fn postgres_claims_skip_locked_rows() {
+        let pg = claim_query(Backend::Postgres).to_string(PostgresQueryBuilder);
+        assert!(pg.ends_with("FOR UPDATE SKIP LOCKED"), "{pg}");
+        assert!(
+            pg.contains(r#""published_time" IS NULL ORDER BY "id" ASC LIMIT 500"#),
+            "{pg}"
+        );
+        let sqlite = claim_query(Backend::Sqlite).to_string(SqliteQueryBuilder);
+        assert!(!sqlite.contains("FOR UPDATE"), "{sqlite}");
+    }
 }
