@@ -18,6 +18,24 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub tenant: TenantSettings,
     pub member: MemberSettings,
+    pub services: ServiceEndpoints,
+}
+
+/// Where other modules' gRPC APIs are. Unset means "this process" (`grpc.listen`), which is
+/// right for `--target all`; microservice deployments set each to its Service address.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceEndpoints {
+    pub member: Option<String>,
+}
+
+impl Settings {
+    /// The gRPC endpoint of a module: its configured address, or this process.
+    pub fn endpoint_of(&self, configured: &Option<String>) -> String {
+        match configured {
+            Some(url) => url.clone(),
+            None => format!("http://{}", self.grpc.listen),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -124,6 +142,8 @@ default_time_zone = "Asia/Seoul"
 
 [member]
 grade_evaluation_interval_seconds = 3600
+
+[services]
 "#;
 
 /// Why the configuration could not be loaded. The binary exits 64 on this.
@@ -251,6 +271,7 @@ impl Settings {
             },
             "tenant": { "default_time_zone": self.tenant.default_time_zone },
             "member": { "grade_evaluation_interval_seconds": self.member.grade_evaluation_interval_seconds },
+            "services": { "member": self.services.member },
         });
         let value: toml::Value = serde_json::from_value(strip_nulls(view))
             .unwrap_or(toml::Value::Table(Default::default()));
