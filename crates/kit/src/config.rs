@@ -135,7 +135,7 @@ token_ttl_seconds = 31536000
 
 [telemetry]
 log_format = "pretty"
-log_level = "info"
+log_level = "info,sea_orm_migration=warn,sqlx=warn"
 
 [tenant]
 default_time_zone = "Asia/Seoul"

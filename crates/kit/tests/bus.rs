@@ -802,7 +802,10 @@ async fn held_in_process_deliveries_wait_for_late_subscribers() {
         tokio::spawn(async move { bus.publish_batch(&[event]).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!publisher.is_finished(), "held: nothing may be delivered or acked yet");
+    assert!(
+        !publisher.is_finished(),
+        "held: nothing may be delivered or acked yet"
+    );
     let mut sub = bus
         .subscribe("late-subscriber", &["points.earned"])
         .await

@@ -1,0 +1,20 @@
+//! The member schema's migrations: the kit's shared tables first (outbox, data keys,
+//! idempotency keys), then the service's own tables in file-name order.
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+mod m20261204_000001_member_tables;
+
+/// Runs by `Db::open::<Migrator>(.., "member")`.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(spharos_kit::bus::OutboxMigration),
+            Box::new(spharos_kit::crypto::DataKeysMigration),
+            Box::new(spharos_kit::idempotency::IdempotencyMigration),
+            Box::new(m20261204_000001_member_tables::Migration),
+        ]
+    }
+}

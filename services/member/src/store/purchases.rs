@@ -1,0 +1,57 @@
+//! Queries on `member_purchases`: the purchase facts grade evaluation sums.
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    QuerySelect,
+    sea_query::{Expr, OnConflict},
+};
+use spharos_kit::TenantId;
+use uuid::Uuid;
+
+pub use super::entity::member_purchases::Model as PurchaseRow;
+use super::entity::member_purchases::{Column, Entity};
+
+/// Records a purchase; `false` when this (store, POS transaction) was recorded before, so a
+/// purchase announced twice (even under two event ids) counts once.
+pub async fn insert(tx: &DatabaseTransaction, row: &PurchaseRow) -> Result<bool, DbErr> {
+    let rows = Entity::insert(row.clone().into_active_model())
+        .on_conflict(
+            OnConflict::columns([
+                Column::TenantId,
+                Column::StoreCode,
+                Column::PosTransactionId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(tx)
+        .await?;
+    Ok(rows == 1)
+}
+
+/// Purchase sums per member since `since` (inclusive), for the tenant or one member. Members
+/// without purchases are absent.
+pub async fn sums_since(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    since: DateTime<Utc>,
+    only: Option<Uuid>,
+) -> Result<HashMap<Uuid, i64>, DbErr> {
+    let mut q = Entity::find()
+        .select_only()
+        .column(Column::MemberId)
+        // SUM(bigint) is numeric on PostgreSQL; the cast keeps it an i64 on both backends.
+        .column_as(
+            Expr::cust("CAST(COALESCE(SUM(amount_krw), 0) AS BIGINT)"),
+            "total",
+        )
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::OccurredTime.gte(since));
+    if let Some(id) = only {
+        q = q.filter(Column::MemberId.eq(id));
+    }
+    let rows: Vec<(Uuid, i64)> = q.group_by(Column::MemberId).into_tuple().all(tx).await?;
+    Ok(rows.into_iter().collect())
+}
