@@ -310,6 +310,65 @@ impl TokenVerifier {
     }
 }
 
+/// Topic of token revocations (published by billing, payload `spharos.billing.v1.TokenRevoked`).
+pub const TOKEN_REVOKED_TOPIC: &str = "billing.token_revoked";
+
+/// Keeps `verifier`'s revocation list in step with `billing.token_revoked` events: replays every
+/// revocation on the bus at start, then applies new ones as they arrive (within milliseconds
+/// on NATS), so a revoked token is refused by every service of every process. Re-subscribes
+/// after the bus drops the subscription.
+pub async fn spawn_revocation_listener(
+    bus: crate::bus::Bus,
+    verifier: TokenVerifier,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, crate::bus::BusError> {
+    let mut subscription = bus.subscribe_broadcast(TOKEN_REVOKED_TOPIC).await?;
+    Ok(tokio::spawn(async move {
+        let mut backoff = std::time::Duration::from_millis(200);
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = subscription.next() => next,
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    match delivery
+                        .envelope
+                        .decode::<spharos_proto::billing::TokenRevoked>()
+                    {
+                        Ok(revoked) => {
+                            verifier.revoke(&revoked.token_id);
+                            tracing::info!(token_id = %revoked.token_id, tenant_id = %revoked.tenant_id, "token revoked");
+                        }
+                        Err(e) => {
+                            tracing::warn!(event_id = %delivery.envelope.id, error = %e, "malformed token revocation skipped")
+                        }
+                    }
+                    let _ = delivery.ack().await;
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "token revocation stream error"),
+                None => loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    match bus.subscribe_broadcast(TOKEN_REVOKED_TOPIC).await {
+                        Ok(s) => {
+                            subscription = s;
+                            backoff = std::time::Duration::from_millis(200);
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "re-subscribing to token revocations failed");
+                            backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+                        }
+                    }
+                },
+            }
+        }
+    }))
+}
+
 /// tonic interceptor: verifies `authorization: Bearer <token>` and puts the [`Principal`] into
 /// the request extensions. Every tenant-facing service is wrapped in it.
 #[derive(Clone)]

@@ -18,6 +18,8 @@ pub struct Platform {
     pub settings: Arc<Settings>,
     pub bus: Bus,
     pub verifier: TokenVerifier,
+    /// Mints tenant tokens (the billing module issues API keys with it).
+    pub signer: TokenSigner,
     pub master_key: Arc<MasterKey>,
     /// Cancelled when the process shuts down; background tasks stop on it.
     pub shutdown: CancellationToken,

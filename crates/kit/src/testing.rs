@@ -95,8 +95,8 @@ pub async fn settings(backend: TestBackend) -> (Settings, tempfile::TempDir) {
     (s, dir)
 }
 
-/// A platform for tests: fresh keys, the bus the settings select. Returns the signer so tests
-/// can mint tokens.
+/// A platform for tests: fresh keys, the bus the settings select, the token revocation
+/// listener running. Returns the signer so tests can mint tokens.
 pub async fn platform(settings: Settings) -> (Platform, TokenSigner) {
     crate::telemetry::init_for_tests();
     let signer = TokenSigner::generate();
@@ -107,9 +107,18 @@ pub async fn platform(settings: Settings) -> (Platform, TokenSigner) {
         settings: Arc::new(settings),
         bus,
         verifier: TokenVerifier::new([signer.public_key()]),
+        signer: signer.clone(),
         master_key: Arc::new(MasterKey::generate()),
         shutdown: CancellationToken::new(),
     };
+    // As in `spharos serve`: one revocation listener per process.
+    crate::auth::spawn_revocation_listener(
+        platform.bus.clone(),
+        platform.verifier.clone(),
+        platform.shutdown.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("token revocation listener: {e}"));
     (platform, signer)
 }
 

@@ -823,3 +823,98 @@ async fn held_in_process_deliveries_wait_for_late_subscribers() {
         .expect("publisher task")
         .expect("acknowledged by the late subscriber");
 }
+
+fn revocation(tenant: TenantId, token_id: &str) -> Envelope {
+    Envelope::new(
+        "billing",
+        "token_revoked",
+        tenant,
+        token_id,
+        &spharos_proto::billing::TokenRevoked {
+            token_id: token_id.to_string(),
+            tenant_id: tenant.to_string(),
+            revoke_time: None,
+            expire_unix: 0,
+        },
+    )
+}
+
+/// Revocations reach every process: a listener started after a revocation replays it from the
+/// stream, and one already running applies a new one within moments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_revocations_reach_every_listener_on_nats() {
+    use spharos_kit::auth::{TokenSigner, TokenVerifier, spawn_revocation_listener};
+    let test = TestBus::connect().await;
+    let signer = TokenSigner::generate();
+    let tenant = TenantId::generate();
+    let early = signer.mint(tenant, "pos-1", &[], 600);
+    let late = signer.mint(tenant, "pos-2", &[], 600);
+    let early_id = TokenVerifier::new([signer.public_key()])
+        .verify(&early)
+        .expect("valid")
+        .token_id;
+    let late_id = TokenVerifier::new([signer.public_key()])
+        .verify(&late)
+        .expect("valid")
+        .token_id;
+    test.bus
+        .publish_batch(&[revocation(tenant, &early_id)])
+        .await
+        .expect("published");
+
+    // A process that starts after the revocation.
+    let verifier = TokenVerifier::new([signer.public_key()]);
+    let shutdown = CancellationToken::new();
+    let listener = spawn_revocation_listener(test.bus.clone(), verifier.clone(), shutdown.clone())
+        .await
+        .expect("listening");
+    wait_until(
+        Duration::from_secs(10),
+        "replayed revocation applied",
+        || {
+            let v = verifier.clone();
+            let t = early.clone();
+            async move { v.verify(&t).is_err() }
+        },
+    )
+    .await;
+    assert!(
+        verifier.verify(&late).is_ok(),
+        "only the revoked token is refused"
+    );
+
+    test.bus
+        .publish_batch(&[revocation(tenant, &late_id)])
+        .await
+        .expect("published");
+    wait_until(Duration::from_secs(5), "new revocation applied", || {
+        let v = verifier.clone();
+        let t = late.clone();
+        async move { v.verify(&t) == Err(spharos_kit::auth::AuthError::Revoked) }
+    })
+    .await;
+    shutdown.cancel();
+    let _ = listener.await;
+    test.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_revocations_apply_in_process() {
+    use spharos_kit::auth::{AuthError, TokenSigner, TokenVerifier, spawn_revocation_listener};
+    let bus = Bus::in_process();
+    let signer = TokenSigner::generate();
+    let verifier = TokenVerifier::new([signer.public_key()]);
+    let tenant = TenantId::generate();
+    let token = signer.mint(tenant, "pos-1", &[], 600);
+    let id = verifier.verify(&token).expect("valid").token_id;
+    let shutdown = CancellationToken::new();
+    let listener = spawn_revocation_listener(bus.clone(), verifier.clone(), shutdown.clone())
+        .await
+        .expect("listening");
+    bus.publish_batch(&[revocation(tenant, &id)])
+        .await
+        .expect("acknowledged by the listener");
+    assert_eq!(verifier.verify(&token), Err(AuthError::Revoked));
+    shutdown.cancel();
+    let _ = listener.await;
+}

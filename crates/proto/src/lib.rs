@@ -6,6 +6,11 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/spharos_descriptor.bin"));
 
 pub mod spharos {
+    pub mod billing {
+        pub mod v1 {
+            tonic::include_proto!("spharos.billing.v1");
+        }
+    }
     pub mod common {
         pub mod v1 {
             tonic::include_proto!("spharos.common.v1");
@@ -29,3 +34,4 @@ pub mod spharos {
 }
 
 pub use spharos::{common::v1 as common, member::v1 as member, points::v1 as points, privacy::v1 as privacy};
+pub use spharos::billing::v1 as billing;

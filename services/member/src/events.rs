@@ -292,4 +292,10 @@ impl EventHandler for GradeEvents {
             }
         }
     }
+
+    fn committed(&self) {
+        // A re-evaluation may have enqueued `member.grade_changed`: send it now, not at the
+        // relay's next poll.
+        self.app.poke_outbox();
+    }
 }

@@ -54,6 +54,7 @@ pub async fn serve(settings: Settings, targets: Vec<Target>, demo: bool) -> Resu
         settings: Arc::new(settings.clone()),
         bus,
         verifier,
+        signer: signer.clone(),
         master_key: Arc::new(master_key),
         shutdown: shutdown.clone(),
     };
@@ -66,6 +67,14 @@ pub async fn serve(settings: Settings, targets: Vec<Target>, demo: bool) -> Resu
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(health_service).add_service(reflection);
 
+    // One per process: every module here shares the verifier, so one listener serves them all.
+    let revocations = spharos_kit::auth::spawn_revocation_listener(
+        platform.bus.clone(),
+        platform.verifier.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| AppError::Unavailable(e.to_string()))?;
     let mut modules: Vec<Module> = Vec::new();
     let mut member_app = None;
     for target in &targets {
@@ -122,7 +131,7 @@ pub async fn serve(settings: Settings, targets: Vec<Target>, demo: bool) -> Resu
         _ = shutdown.cancelled() => {}
     }
     shutdown.cancel();
-    let mut tasks = vec![http_task, grpc_task];
+    let mut tasks = vec![http_task, grpc_task, revocations];
     for m in modules {
         tasks.extend(m.tasks);
     }

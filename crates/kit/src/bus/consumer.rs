@@ -29,6 +29,10 @@ pub trait EventHandler: Send + Sync + 'static {
         tx: &'a DatabaseTransaction,
         event: &'a Envelope,
     ) -> impl std::future::Future<Output = Result<(), ServiceError>> + Send + 'a;
+
+    /// Called after the handler's transaction committed: the place to wake the service's outbox
+    /// relay when the handler enqueued events of its own.
+    fn committed(&self) {}
 }
 
 /// Subscribes `consumer` (the durable name) to `topics`, then handles deliveries with
@@ -202,6 +206,7 @@ impl<H: EventHandler> Worker<H> {
         // On error `tx` is dropped, which rolls back the processed_events row too.
         self.handler.handle(&tx, event).await?;
         tx.commit().await?;
+        self.handler.committed();
         Ok(Outcome::Handled)
     }
 }

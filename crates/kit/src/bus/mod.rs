@@ -90,6 +90,20 @@ impl Bus {
         }
     }
 
+    /// Every event of `topic` to this process, from the stream's start (not shared with other
+    /// processes, not durable): for state every process keeps in memory, like token
+    /// revocations. Acknowledging is still required in-process and a no-op on NATS.
+    pub async fn subscribe_broadcast(&self, topic: &str) -> Result<Subscription, BusError> {
+        validate_topic(topic)?;
+        match self {
+            Bus::Nats(b) => b.subscribe_broadcast(topic).await,
+            Bus::InProcess(b) => Ok(b.subscribe(
+                &format!("broadcast-{}", uuid::Uuid::now_v7().simple()),
+                &[topic],
+            )),
+        }
+    }
+
     /// Holds in-process deliveries while a host starts its modules (see
     /// [`InProcessBus::hold`]). JetStream keeps events for durable consumers that subscribe
     /// later, so for NATS this does nothing.

@@ -166,6 +166,48 @@ impl NatsBus {
     }
 }
 
+impl NatsBus {
+    /// An ephemeral consumer of `topic` replaying the stream from its start: every process
+    /// gets every event (token revocations), and the server forgets the consumer once this
+    /// process stops pulling.
+    pub(crate) async fn subscribe_broadcast(&self, topic: &str) -> Result<Subscription, BusError> {
+        let subject = format!("{}.{topic}", self.inner.namespace);
+        let sub_err = |reason: String| BusError::Subscribe {
+            durable: "(broadcast)".into(),
+            subject: subject.clone(),
+            reason,
+        };
+        let stream = self
+            .inner
+            .js
+            .get_stream(&self.inner.stream)
+            .await
+            .map_err(|e| sub_err(format!("stream {}: {e}", self.inner.stream)))?;
+        let consumer: jetstream::consumer::PullConsumer = stream
+            .create_consumer(pull::Config {
+                filter_subject: subject.clone(),
+                ack_policy: AckPolicy::None,
+                deliver_policy: DeliverPolicy::All,
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| sub_err(e.to_string()))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| sub_err(e.to_string()))?;
+        let mut all = SelectAll::new();
+        all.push(Box::pin(messages) as MessageStream);
+        Ok(Subscription {
+            inner: SubscriptionInner::Nats(NatsSubscription {
+                durable: "(broadcast)".to_string(),
+                messages: all,
+            }),
+        })
+    }
+}
+
 type MessageStream =
     Pin<Box<dyn Stream<Item = Result<jetstream::Message, pull::MessagesError>> + Send>>;
 

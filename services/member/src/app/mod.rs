@@ -93,6 +93,11 @@ impl MemberApp {
             })
     }
 
+    /// Wakes the outbox relay (after a consumer's transaction that enqueued events committed).
+    pub fn poke_outbox(&self) {
+        self.outbox.poke();
+    }
+
     /// Commits and wakes the relay, so the events just written go out without waiting for
     /// its next poll.
     async fn commit(&self, tx: DatabaseTransaction) -> Result<(), ServiceError> {
