@@ -20,7 +20,7 @@ use tonic::{Request, Status};
 ///
 /// Measured 2026-12-03 on a 2-core machine, debug builds, loopback, 32 clients, closed loop,
 /// two alternating runs each:
-/// * against the in-process fake (`tests/fake_server.rs`, `compare_connection_modes`), where the
+/// * against a trivial in-process gRPC server (a one-off measurement, since removed), where the
 ///   client side dominates: one channel 1,079 / 1,395 join/s and 1,776 / 2,160 find/s; one
 ///   channel per client 788 / 795 join/s and 838 / 1,083 find/s. 32 connections cost more
 ///   (more tasks, frames and syscalls per request) than they gain.
