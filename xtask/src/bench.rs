@@ -71,7 +71,9 @@ const IDLE: Duration = Duration::from_secs(3);
 const POLL: Duration = Duration::from_millis(5);
 
 fn startup(args: &StartupArgs) -> Result<()> {
-    build_release(&["spharos"])?;
+    // The same package set as every bench, so features unify the same way and the release
+    // build is reused instead of rebuilt.
+    build_release(&["spharos", "spharos-loadtest"])?;
     let bin = release_bin("spharos")?;
     let mut runs = Vec::new();
     for i in 1..=args.runs {
