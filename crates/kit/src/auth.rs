@@ -25,6 +25,10 @@ use crate::tenancy::TenantId;
 /// Permission to see members' PII in clear (every use is logged).
 pub const PERM_PII_UNMASK: &str = "pii:unmask";
 
+/// Permission of the platform team (and its operator) to act on any tenant: create tenants,
+/// change subscriptions, issue tokens.
+pub const PERM_PLATFORM_ADMIN: &str = "platform:admin";
+
 /// Who is calling: verified from the bearer token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
