@@ -25,6 +25,9 @@ use crate::tenancy::TenantId;
 /// Permission to see members' PII in clear (every use is logged).
 pub const PERM_PII_UNMASK: &str = "pii:unmask";
 
+/// Permission to erase a member's PII for good (data-subject erasure, end of retention).
+pub const PERM_PII_ERASE: &str = "pii:erase";
+
 /// Permission of the platform team (and its operator) to act on any tenant: create tenants,
 /// change subscriptions, issue tokens.
 pub const PERM_PLATFORM_ADMIN: &str = "platform:admin";

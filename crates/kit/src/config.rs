@@ -26,6 +26,24 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServiceEndpoints {
     pub member: Option<String>,
+    pub points: Option<String>,
+    pub coupon: Option<String>,
+    pub privacy: Option<String>,
+    pub billing: Option<String>,
+}
+
+impl ServiceEndpoints {
+    /// The configured address of the module called `name`, if any.
+    pub fn configured(&self, name: &str) -> Option<&str> {
+        match name {
+            "member" => self.member.as_deref(),
+            "points" => self.points.as_deref(),
+            "coupon" => self.coupon.as_deref(),
+            "privacy" => self.privacy.as_deref(),
+            "billing" => self.billing.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 impl Settings {
@@ -271,7 +289,13 @@ impl Settings {
             },
             "tenant": { "default_time_zone": self.tenant.default_time_zone },
             "member": { "grade_evaluation_interval_seconds": self.member.grade_evaluation_interval_seconds },
-            "services": { "member": self.services.member },
+            "services": {
+                "member": self.services.member,
+                "points": self.services.points,
+                "coupon": self.services.coupon,
+                "privacy": self.services.privacy,
+                "billing": self.services.billing,
+            },
         });
         let value: toml::Value = serde_json::from_value(strip_nulls(view))
             .unwrap_or(toml::Value::Table(Default::default()));

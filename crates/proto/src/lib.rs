@@ -3,7 +3,8 @@
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
 /// Encoded `FileDescriptorSet` of all Spharos protos, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/spharos_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/spharos_descriptor.bin"));
 
 pub mod spharos {
     pub mod billing {
@@ -11,9 +12,19 @@ pub mod spharos {
             tonic::include_proto!("spharos.billing.v1");
         }
     }
+    pub mod campaign {
+        pub mod v1 {
+            tonic::include_proto!("spharos.campaign.v1");
+        }
+    }
     pub mod common {
         pub mod v1 {
             tonic::include_proto!("spharos.common.v1");
+        }
+    }
+    pub mod coupon {
+        pub mod v1 {
+            tonic::include_proto!("spharos.coupon.v1");
         }
     }
     pub mod member {
@@ -33,5 +44,9 @@ pub mod spharos {
     }
 }
 
-pub use spharos::{common::v1 as common, member::v1 as member, points::v1 as points, privacy::v1 as privacy};
 pub use spharos::billing::v1 as billing;
+pub use spharos::campaign::v1 as campaign;
+pub use spharos::coupon::v1 as coupon;
+pub use spharos::{
+    common::v1 as common, member::v1 as member, points::v1 as points, privacy::v1 as privacy,
+};
