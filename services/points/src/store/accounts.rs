@@ -1,0 +1,108 @@
+//! Queries on `point_accounts`. A member's operations lock the row ([`lock`]) before anything
+//! else about that member is read, and write it back with [`save`], conditional on the version
+//! read, in the same transaction as the ledger rows.
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
+use spharos_kit::TenantId;
+use uuid::Uuid;
+
+pub use super::entity::point_accounts::Model as AccountRow;
+use super::entity::point_accounts::{Column, Entity};
+
+/// The member's account, locked until the transaction ends (`SELECT ... FOR UPDATE` on
+/// PostgreSQL; SQLite transactions are serial anyway).
+pub async fn lock(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    member: Uuid,
+) -> Result<Option<AccountRow>, DbErr> {
+    Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::MemberId.eq(member))
+        .lock_exclusive()
+        .one(tx)
+        .await
+}
+
+pub async fn get(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    member: Uuid,
+) -> Result<Option<AccountRow>, DbErr> {
+    Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::MemberId.eq(member))
+        .one(tx)
+        .await
+}
+
+/// Creates an empty account; `false` when it exists (a concurrent first operation made it).
+pub async fn create(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    member: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let row = AccountRow {
+        tenant_id: tenant.as_uuid(),
+        member_id: member,
+        available: 0,
+        pending: 0,
+        debt: 0,
+        lifetime_earned: 0,
+        lifetime_spent: 0,
+        version: 0,
+        created_time: now,
+        updated_time: now,
+    };
+    let n = Entity::insert(row.into_active_model())
+        .on_conflict(
+            OnConflict::columns([Column::TenantId, Column::MemberId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(tx)
+        .await?;
+    Ok(n == 1)
+}
+
+/// Writes the new sums of `row`, if its version is still `row.version`, and bumps the version.
+/// Under the row lock the condition always holds; if it ever does not, the transaction fails
+/// instead of overwriting another's write.
+pub async fn save(tx: &DatabaseTransaction, row: &AccountRow) -> Result<(), DbErr> {
+    let result = Entity::update_many()
+        .col_expr(Column::Available, row.available.into())
+        .col_expr(Column::Pending, row.pending.into())
+        .col_expr(Column::Debt, row.debt.into())
+        .col_expr(Column::LifetimeEarned, row.lifetime_earned.into())
+        .col_expr(Column::LifetimeSpent, row.lifetime_spent.into())
+        .col_expr(Column::Version, Expr::col(Column::Version).add(1))
+        .col_expr(Column::UpdatedTime, row.updated_time.into())
+        .filter(Column::TenantId.eq(row.tenant_id))
+        .filter(Column::MemberId.eq(row.member_id))
+        .filter(Column::Version.eq(row.version))
+        .exec(tx)
+        .await?;
+    if result.rows_affected != 1 {
+        return Err(DbErr::Custom(format!(
+            "point account {} changed under its lock (version {})",
+            row.member_id, row.version
+        )));
+    }
+    Ok(())
+}
+
+/// The member ids of a tenant's accounts (tests and audits).
+pub async fn members(tx: &DatabaseTransaction, tenant: TenantId) -> Result<Vec<Uuid>, DbErr> {
+    Entity::find()
+        .select_only()
+        .column(Column::MemberId)
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .into_tuple()
+        .all(tx)
+        .await
+}

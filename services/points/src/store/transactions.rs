@@ -1,0 +1,131 @@
+//! Queries on `point_transactions`, the ledger.
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use spharos_kit::{TenantId, paging::PageRequest};
+use uuid::Uuid;
+
+pub use super::entity::point_transactions::Model as TransactionRow;
+use super::entity::point_transactions::{Column, Entity};
+use crate::domain::forms::TxKind;
+
+/// The unique key of an earn or a spend by its till receipt.
+pub fn pos_key(kind: TxKind, store_code: &str, pos_transaction_id: &str) -> String {
+    format!("{}|{store_code}|{pos_transaction_id}", kind.as_str())
+}
+
+/// Inserts a ledger row. A unique violation means the till receipt (`pos_key`) or the
+/// idempotency key was used already; the caller maps it.
+pub async fn insert(tx: &DatabaseTransaction, row: &TransactionRow) -> Result<(), DbErr> {
+    Entity::insert(row.clone().into_active_model())
+        .exec_without_returning(tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn get(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<TransactionRow>, DbErr> {
+    Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::Id.eq(id))
+        .one(tx)
+        .await
+}
+
+pub async fn find_by_pos_key(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    key: &str,
+) -> Result<Option<TransactionRow>, DbErr> {
+    Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::PosKey.eq(key))
+        .one(tx)
+        .await
+}
+
+/// The cancels of one earn or spend.
+pub async fn cancels_of(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    original: Uuid,
+) -> Result<Vec<Uuid>, DbErr> {
+    Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::OriginalTransactionId.eq(original))
+        .into_tuple()
+        .all(tx)
+        .await
+}
+
+/// Records how much of an earn (refund, points) or a spend (points) is cancelled so far.
+pub async fn set_cancelled(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    id: Uuid,
+    refunded_amount_krw: i64,
+    reversed_points: i64,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::RefundedAmountKrw, refunded_amount_krw.into())
+        .col_expr(Column::ReversedPoints, reversed_points.into())
+        .col_expr(Column::UpdatedTime, now.into())
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::Id.eq(id))
+        .exec(tx)
+        .await?;
+    Ok(())
+}
+
+/// One page of a member's ledger, newest first, resuming before `page.after`.
+pub async fn list(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    member: Uuid,
+    kinds: &[TxKind],
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    page: &PageRequest,
+) -> Result<Vec<TransactionRow>, DbErr> {
+    let mut q = Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::MemberId.eq(member));
+    if !kinds.is_empty() {
+        q = q.filter(Column::Kind.is_in(kinds.iter().map(|k| k.as_str())));
+    }
+    if let Some(t) = from {
+        q = q.filter(Column::CreatedTime.gte(t));
+    }
+    if let Some(t) = until {
+        q = q.filter(Column::CreatedTime.lt(t));
+    }
+    if let Some(after) = page.after {
+        q = q.filter(Column::Id.lt(after));
+    }
+    q.order_by_desc(Column::Id)
+        .limit(page.fetch_limit())
+        .all(tx)
+        .await
+}
+
+/// Every ledger row of a member, oldest first (tests and audits).
+pub async fn all_of_member(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    member: Uuid,
+) -> Result<Vec<TransactionRow>, DbErr> {
+    Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::MemberId.eq(member))
+        .order_by_asc(Column::Id)
+        .all(tx)
+        .await
+}
