@@ -1,0 +1,23 @@
+//! The stable `ErrorInfo` reasons of the coupon service (and of `ValidateCoupon`'s answer):
+//! clients switch on these, so they never change within v1.
+pub const COUPON_SOLD_OUT: &str = "COUPON_SOLD_OUT";
+pub const COUPON_LIMIT_REACHED: &str = "COUPON_LIMIT_REACHED";
+pub const MEMBER_WITHDRAWN: &str = "MEMBER_WITHDRAWN";
+pub const TEMPLATE_NOT_ACTIVE: &str = "TEMPLATE_NOT_ACTIVE";
+pub const ISSUE_METHOD_NOT_ALLOWED: &str = "ISSUE_METHOD_NOT_ALLOWED";
+pub const TEMPLATE_VALIDITY_ENDED: &str = "TEMPLATE_VALIDITY_ENDED";
+pub const INVALID_STATUS_TRANSITION: &str = "INVALID_STATUS_TRANSITION";
+pub const QUANTITY_BELOW_ISSUED: &str = "QUANTITY_BELOW_ISSUED";
+
+pub const COUPON_ALREADY_REDEEMED: &str = "COUPON_ALREADY_REDEEMED";
+pub const COUPON_EXPIRED: &str = "COUPON_EXPIRED";
+pub const COUPON_NOT_YET_VALID: &str = "COUPON_NOT_YET_VALID";
+pub const MIN_PURCHASE_NOT_MET: &str = "MIN_PURCHASE_NOT_MET";
+pub const STORE_NOT_APPLICABLE: &str = "STORE_NOT_APPLICABLE";
+pub const CATEGORY_NOT_APPLICABLE: &str = "CATEGORY_NOT_APPLICABLE";
+pub const COUPON_NOT_OWNED: &str = "COUPON_NOT_OWNED";
+pub const COUPON_NOT_STACKABLE: &str = "COUPON_NOT_STACKABLE";
+
+pub const INSUFFICIENT_VOUCHER_BALANCE: &str = "INSUFFICIENT_VOUCHER_BALANCE";
+pub const VOUCHER_EXPIRED: &str = "VOUCHER_EXPIRED";
+pub const VOUCHER_NOT_YET_VALID: &str = "VOUCHER_NOT_YET_VALID";
