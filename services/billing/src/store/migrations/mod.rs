@@ -1,0 +1,19 @@
+//! The billing schema's migrations: the kit's shared tables first (outbox and processed
+//! events, idempotency keys), then the service's own tables in file-name order.
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+mod m20261206_000001_billing_tables;
+
+/// Runs by `Db::open::<Migrator>(.., "billing")`.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(spharos_kit::bus::OutboxMigration),
+            Box::new(spharos_kit::idempotency::IdempotencyMigration),
+            Box::new(m20261206_000001_billing_tables::Migration),
+        ]
+    }
+}
