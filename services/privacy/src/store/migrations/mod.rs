@@ -1,0 +1,20 @@
+//! The privacy schema's migrations: the kit's shared tables first (outbox, data keys,
+//! idempotency keys), then the service's own tables in file-name order.
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+mod m20261210_000001_privacy_tables;
+
+/// Runs by `Db::open::<Migrator>(.., "privacy")`.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(spharos_kit::bus::OutboxMigration),
+            Box::new(spharos_kit::crypto::DataKeysMigration),
+            Box::new(spharos_kit::idempotency::IdempotencyMigration),
+            Box::new(m20261210_000001_privacy_tables::Migration),
+        ]
+    }
+}
