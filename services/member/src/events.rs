@@ -11,8 +11,8 @@ use spharos_kit::{
 use spharos_proto::{
     common::JoinChannel as ProtoJoinChannel,
     member::{
-        CardIssued, CardLost, MemberGradeChanged, MemberJoined, MemberUpdated, MemberWithdrawn,
-        StoreChanged,
+        CardIssued, CardLost, MemberErased, MemberGradeChanged, MemberJoined, MemberUpdated,
+        MemberWithdrawn, SignupConsent as PbSignupConsent, StoreChanged,
     },
     points::{PointsEarned, PurchaseRecorded},
     privacy::PiiAccessed,
@@ -24,7 +24,7 @@ use crate::{
     domain::{
         card::Card,
         grade::{Grade, Purchase},
-        member::{JoinChannel, MemberProfile},
+        member::{JoinChannel, MemberProfile, SignupConsent},
         store::{Store, StoreStatus},
     },
 };
@@ -55,6 +55,7 @@ pub(crate) fn member_joined(
     tenant: TenantId,
     m: &MemberProfile,
     birth_month_day: String,
+    consents: &[SignupConsent],
 ) -> Envelope {
     let msg = MemberJoined {
         member_id: m.id.to_string(),
@@ -63,6 +64,13 @@ pub(crate) fn member_joined(
         grade_id: opt_id(m.grade_id),
         join_time: Some(timestamp(m.join_time)),
         birth_month_day,
+        consents: consents
+            .iter()
+            .map(|c| PbSignupConsent {
+                consent_type_code: c.code.clone(),
+                granted: c.granted,
+            })
+            .collect(),
     };
     Envelope::new(SERVICE, "joined", tenant, m.id.to_string(), &msg)
 }
@@ -87,6 +95,14 @@ pub(crate) fn member_withdrawn(
         withdraw_time: Some(timestamp(at)),
     };
     Envelope::new(SERVICE, "withdrawn", tenant, member_id.to_string(), &msg)
+}
+
+pub(crate) fn member_erased(tenant: TenantId, member_id: Uuid, at: DateTime<Utc>) -> Envelope {
+    let msg = MemberErased {
+        member_id: member_id.to_string(),
+        erase_time: Some(timestamp(at)),
+    };
+    Envelope::new(SERVICE, "erased", tenant, member_id.to_string(), &msg)
 }
 
 pub(crate) fn grade_changed(

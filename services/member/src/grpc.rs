@@ -25,7 +25,7 @@ use crate::{
         grade::{Grade, GradeForm},
         member::{
             Gender, JoinChannel, JoinForm, MemberFilter, MemberLookup, MemberPatchForm,
-            MemberStatus, MemberView,
+            MemberStatus, MemberView, SignupConsent,
         },
         pii::{self, Disclosure},
         store::{NewStore, Store, StoreFilter, StoreKey, StorePatch, StoreStatus, is_valid_code},
@@ -33,6 +33,9 @@ use crate::{
 };
 
 const SERVICE_PATH: &str = "spharos.member.v1.MemberService";
+pub use spharos_kit::auth::PERM_PII_ERASE;
+/// The access-log reason of every data-subject export.
+const DSR_ACCESS_REASON: &str = "DSR access";
 const STORE_MASK_PATHS: &[&str] = &["name", "region", "trade_area", "status"];
 const MEMBER_MASK_PATHS: &[&str] = &["name", "phone", "email", "birth_date", "gender"];
 
@@ -179,6 +182,7 @@ fn pb_member(v: MemberView) -> pb::Member {
         update_time: Some(timestamp(p.update_time)),
         withdraw_time: p.withdraw_time.map(timestamp),
         cards: v.cards.into_iter().map(pb_card).collect(),
+        anonymised_time: p.anonymised_time.map(timestamp),
     }
 }
 
@@ -359,7 +363,21 @@ impl MemberService for MemberGrpc {
         request: Request<pb::JoinMemberRequest>,
     ) -> Rpc<pb::JoinMemberResponse> {
         let tenant = Self::tenant(&request)?;
+        // Forwarded to the privacy service, which checks the consents as the same caller.
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let r = request.into_inner();
+        let consents: Vec<SignupConsent> = r
+            .consents
+            .iter()
+            .map(|c| SignupConsent {
+                code: c.consent_type_code.clone(),
+                granted: c.granted,
+            })
+            .collect();
         let form = JoinForm {
             gender: gender(r.gender()),
             join_channel: join_channel(r.join_channel()),
@@ -371,7 +389,10 @@ impl MemberService for MemberGrpc {
             join_store_id: r.join_store_id,
             idempotency_key: r.idempotency_key,
         };
-        let joined = self.app.join(tenant, form).await?;
+        let joined = self
+            .app
+            .join_with_consents(tenant, form, &consents, authorization.as_deref())
+            .await?;
         Ok(Response::new(pb::JoinMemberResponse {
             member: Some(pb_member(joined.member)),
             card: Some(pb_card(joined.card)),
@@ -583,6 +604,48 @@ impl MemberService for MemberGrpc {
         let grades = self.app.list_grades(tenant).await?;
         Ok(Response::new(pb::ListGradesResponse {
             grades: grades.into_iter().map(pb_grade).collect(),
+        }))
+    }
+
+    async fn export_member_data(
+        &self,
+        request: Request<pb::ExportMemberDataRequest>,
+    ) -> Rpc<pb::ExportMemberDataResponse> {
+        let (p, remote) = caller(&request)?;
+        let id = parse_uuid(&request.get_ref().member_id, "member_id")?;
+        if !p.has(PERM_PII_UNMASK) {
+            return Err(ServiceError::PermissionDenied(
+                "개인정보 열람 권한(pii:unmask)이 없습니다 (the caller lacks the pii:unmask permission)".into(),
+            )
+            .into());
+        }
+        let audit = UnmaskAudit {
+            actor: p.subject.clone(),
+            reason: DSR_ACCESS_REASON.into(),
+            client_address: remote.map(|a| a.to_string()).unwrap_or_default(),
+            operation: format!("{SERVICE_PATH}/ExportMemberData"),
+        };
+        let document = self.app.export_member_data(p.tenant, id, &audit).await?;
+        Ok(Response::new(pb::ExportMemberDataResponse {
+            document_json: document.to_string(),
+        }))
+    }
+
+    async fn erase_member(
+        &self,
+        request: Request<pb::EraseMemberRequest>,
+    ) -> Rpc<pb::EraseMemberResponse> {
+        let p = principal(&request)?;
+        let id = parse_uuid(&request.get_ref().member_id, "member_id")?;
+        if !p.has(PERM_PII_ERASE) {
+            return Err(ServiceError::PermissionDenied(
+                "개인정보 파기 권한(pii:erase)이 없습니다 (the caller lacks the pii:erase permission)".into(),
+            )
+            .into());
+        }
+        let member = self.app.erase_member(p.tenant, id).await?;
+        Ok(Response::new(pb::EraseMemberResponse {
+            member: Some(pb_member(member)),
         }))
     }
 

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod consent_check;
 pub mod domain;
 pub mod events;
 pub mod grpc;
@@ -23,6 +24,7 @@ use spharos_proto::member::member_service_server::MemberServiceServer;
 use tonic::service::interceptor::InterceptedService;
 
 pub use app::MemberApp;
+pub use consent_check::SignupConsentCheck;
 
 /// Why the member module could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,27 @@ pub enum MemberError {
     Db(#[from] DbError),
     #[error("the member service cannot subscribe to its events: {0}")]
     Bus(#[from] BusError),
+    #[error(transparent)]
+    ConsentCheck(#[from] consent_check::ConsentCheckError),
+}
+
+/// How the host deploys the member module.
+#[derive(Debug, Clone, Default)]
+pub struct MemberOptions {
+    /// The privacy service's gRPC endpoint (`http://host:port`) when the privacy module is
+    /// deployed: joins then check their consent answers with it before creating anything.
+    /// `None` (no privacy module): joins need no consents.
+    pub privacy_endpoint: Option<String>,
+}
+
+impl MemberOptions {
+    /// The privacy module runs in this process (`--target all`): its endpoint is this
+    /// process's `grpc.listen`.
+    pub fn with_privacy_in_process(platform: &Platform) -> Self {
+        Self {
+            privacy_endpoint: Some(platform.settings.endpoint_of(&None)),
+        }
+    }
 }
 
 /// Builds the member module on `platform`: opens (and migrates) the `member` schema, starts the
@@ -42,6 +65,15 @@ pub async fn module(
     platform: &Platform,
     routes: &mut tonic::service::RoutesBuilder,
 ) -> Result<(Module, MemberApp), MemberError> {
+    module_with(platform, routes, MemberOptions::default()).await
+}
+
+/// [`module`] with deployment options (the privacy service that checks sign-up consents).
+pub async fn module_with(
+    platform: &Platform,
+    routes: &mut tonic::service::RoutesBuilder,
+    options: MemberOptions,
+) -> Result<(Module, MemberApp), MemberError> {
     let db = Db::open::<store::migrations::Migrator>(&platform.settings.database, "member").await?;
     let (outbox, relay) = bus::spawn_relay(
         "member",
@@ -51,12 +83,16 @@ pub async fn module(
     );
     let zone = spharos_kit::time::parse_zone(&platform.settings.tenant.default_time_zone)
         .unwrap_or(spharos_kit::time::DEFAULT_TIME_ZONE);
-    let app = MemberApp::new(
+    let mut app = MemberApp::new(
         db.clone(),
         KeyRing::new(platform.master_key.clone()),
         outbox,
         zone,
     );
+    if let Some(endpoint) = &options.privacy_endpoint {
+        app = app
+            .with_signup_consent_check(SignupConsentCheck::new(endpoint, platform.signer.clone())?);
+    }
     let consumer = bus::spawn_consumer(
         events::GRADE_CONSUMER,
         &[events::PURCHASE_RECORDED, events::POINTS_EARNED],

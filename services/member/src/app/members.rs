@@ -25,7 +25,7 @@ use crate::{
         grade::{self, Grade},
         member::{
             Gender, JoinChannel, JoinForm, MemberFilter, MemberLookup, MemberPatchForm, MemberPii,
-            MemberProfile, MemberStatus, MemberView,
+            MemberProfile, MemberStatus, MemberView, SignupConsent, check_signup_consents,
         },
         phone,
     },
@@ -81,7 +81,11 @@ fn seal(dk: &DataKey, row: &mut MemberRow, pii: &MemberPii) {
         .map(|d| dk.encrypt(&d.to_string(), &context("birth_date", id)));
 }
 
-fn open(dk: &DataKey, row: &MemberRow) -> Result<MemberPii, ServiceError> {
+pub(super) fn open(dk: &DataKey, row: &MemberRow) -> Result<MemberPii, ServiceError> {
+    if row.anonymised_time.is_some() {
+        // Erased: the ciphertexts were overwritten and there is nothing left to decrypt.
+        return Ok(MemberPii::erased());
+    }
     let id = row.id;
     let fail =
         |field: &str| ServiceError::internal(format!("member {id}: {field} does not decrypt"));
@@ -115,7 +119,7 @@ fn open(dk: &DataKey, row: &MemberRow) -> Result<MemberPii, ServiceError> {
     })
 }
 
-fn profile(row: &MemberRow, grades: &[Grade]) -> Result<MemberProfile, ServiceError> {
+pub(super) fn profile(row: &MemberRow, grades: &[Grade]) -> Result<MemberProfile, ServiceError> {
     Ok(MemberProfile {
         id: row.id,
         status: MemberStatus::parse(&row.status).ok_or_else(|| {
@@ -135,10 +139,11 @@ fn profile(row: &MemberRow, grades: &[Grade]) -> Result<MemberProfile, ServiceEr
         join_time: row.join_time,
         update_time: row.updated_time,
         withdraw_time: row.withdraw_time,
+        anonymised_time: row.anonymised_time,
     })
 }
 
-fn view(
+pub(super) fn view(
     row: &MemberRow,
     pii: &MemberPii,
     grades: &[Grade],
@@ -159,7 +164,39 @@ impl MemberApp {
     /// `member.joined` and `member.card_issued`. A retry with the same idempotency key and
     /// body returns the first result; the same key with another body is `AlreadyExists`.
     pub async fn join(&self, tenant: TenantId, form: JoinForm) -> Result<Joined, ServiceError> {
-        let validated = form.validate(self.today());
+        self.join_with_consents(tenant, form, &[], None).await
+    }
+
+    /// [`MemberApp::join`] with the consent items answered on the sign-up form. When the
+    /// privacy module is deployed, the answers are checked with it before anything is
+    /// created (a required item not granted fails with `CONSENT_REQUIRED`), and they travel in
+    /// `member.joined` for the privacy service to record. `authorization` is the caller's
+    /// header, forwarded to the privacy service.
+    pub async fn join_with_consents(
+        &self,
+        tenant: TenantId,
+        form: JoinForm,
+        consents: &[SignupConsent],
+        authorization: Option<&str>,
+    ) -> Result<Joined, ServiceError> {
+        let mut validated = form.validate(self.today());
+        let consents = match &mut validated {
+            Ok(_) => {
+                let mut v = spharos_kit::Violations::new();
+                let consents = check_signup_consents(consents, &mut v);
+                if !v.is_empty() {
+                    return Err(violations_error(v));
+                }
+                consents
+            }
+            Err(v) => check_signup_consents(consents, v),
+        };
+        if validated.is_ok()
+            && let Some(check) = &self.consent_check
+        {
+            // Before the transaction: no connection is held while another service answers.
+            check.check(tenant, &consents, authorization).await?;
+        }
         let tx = self.db.begin(tenant).await?;
         // The store check needs the database; it joins the other violations so the caller
         // hears about every bad field at once.
@@ -185,7 +222,14 @@ impl MemberApp {
         let dk = self.data_key(&tx, tenant).await?;
         // Keyed with the tenant's index key: the request holds PII, and a plain hash of a
         // phone number is easy to reverse by brute force.
-        let fingerprint = dk.blind_index(&format!("{JOIN_SCOPE}\n{}", join.canonical()));
+        let mut canonical = format!("{JOIN_SCOPE}\n{}", join.canonical());
+        if !consents.is_empty() {
+            // Another set of answers is another request (and a join without any keeps the
+            // fingerprint it always had).
+            canonical.push('\n');
+            canonical.push_str(&serde_json::to_string(&consents).map_err(ServiceError::internal)?);
+        }
+        let fingerprint = dk.blind_index(&canonical);
         if let Claim::Replay(stored) =
             idempotency::claim(&tx, tenant, JOIN_SCOPE, &form.idempotency_key, &fingerprint).await?
         {
@@ -222,6 +266,7 @@ impl MemberApp {
             join_time: t,
             withdraw_time: None,
             withdraw_reason: None,
+            anonymised_time: None,
             created_time: t,
             updated_time: t,
         };
@@ -235,7 +280,12 @@ impl MemberApp {
         let member = view(&row, &join.pii, &grades, vec![card.clone()], false)?;
         emit(
             &tx,
-            events::member_joined(tenant, &member.profile, join.pii.birth_month_day()),
+            events::member_joined(
+                tenant,
+                &member.profile,
+                join.pii.birth_month_day(),
+                &consents,
+            ),
         )
         .await?;
         let record = JoinRecord {
@@ -477,7 +527,7 @@ impl MemberApp {
         self.view_with(tx, tenant, row, &pii, clear).await
     }
 
-    async fn view_with(
+    pub(super) async fn view_with(
         &self,
         tx: &DatabaseTransaction,
         tenant: TenantId,

@@ -13,7 +13,10 @@ use spharos_kit::{
     db::Db,
 };
 
+use crate::consent_check::SignupConsentCheck;
+
 mod cards;
+mod erasure;
 mod grades;
 mod members;
 mod stores;
@@ -46,6 +49,8 @@ pub struct MemberApp {
     keyring: KeyRing,
     outbox: Outbox,
     zone: Tz,
+    /// Set when the privacy module is deployed: joins then need the consents it requires.
+    consent_check: Option<SignupConsentCheck>,
 }
 
 impl std::fmt::Debug for MemberApp {
@@ -64,7 +69,15 @@ impl MemberApp {
             keyring,
             outbox,
             zone,
+            consent_check: None,
         }
+    }
+
+    /// Joins check their consent answers with the privacy service from now on (without it, a
+    /// deployment without the privacy module, joins need no consents).
+    pub fn with_signup_consent_check(mut self, check: SignupConsentCheck) -> Self {
+        self.consent_check = Some(check);
+        self
     }
 
     pub fn db(&self) -> &Db {

@@ -148,9 +148,25 @@ impl MemberPii {
         }
     }
 
+    /// Nothing: what an erased member's PII reads as.
+    pub fn erased() -> Self {
+        Self {
+            name: String::new(),
+            phone: String::new(),
+            email: None,
+            birth_date: None,
+        }
+    }
+
     /// The fields that hold a value, as the privacy access log names them.
     pub fn present_fields(&self) -> Vec<&'static str> {
-        let mut f = vec!["name", "phone"];
+        let mut f = Vec::new();
+        if !self.name.is_empty() {
+            f.push("name");
+        }
+        if !self.phone.is_empty() {
+            f.push("phone");
+        }
         if self.email.is_some() {
             f.push("email");
         }
@@ -181,6 +197,8 @@ pub struct MemberProfile {
     pub join_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
     pub withdraw_time: Option<DateTime<Utc>>,
+    /// Set once the member's PII was erased.
+    pub anonymised_time: Option<DateTime<Utc>>,
 }
 
 /// A member as an API response shows them.
@@ -192,6 +210,36 @@ pub struct MemberView {
     pub unmasked: bool,
     /// The member's active cards.
     pub cards: Vec<Card>,
+}
+
+/// One consent item answered at sign-up: the privacy service's consent type code and the
+/// answer. The privacy service decides which items exist and which are required.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignupConsent {
+    pub code: String,
+    pub granted: bool,
+}
+
+pub const MAX_CONSENT_CODE_CHARS: usize = 20;
+
+/// Checks the shape of sign-up consent answers (codes present and short; whether they exist
+/// is the privacy service's answer), naming each bad one as `consents[i].consent_type_code`.
+pub fn check_signup_consents(consents: &[SignupConsent], v: &mut Violations) -> Vec<SignupConsent> {
+    let mut out = Vec::with_capacity(consents.len());
+    for (i, c) in consents.iter().enumerate() {
+        let code = c.code.trim();
+        if code.is_empty() || code.chars().count() > MAX_CONSENT_CODE_CHARS {
+            v.add(
+                &format!("consents[{i}].consent_type_code"),
+                "동의 항목 코드는 1~20자입니다 (1 to 20 characters)",
+            );
+        }
+        out.push(SignupConsent {
+            code: code.to_string(),
+            granted: c.granted,
+        });
+    }
+    out
 }
 
 /// A `JoinMember` request as sent. `Debug` leaves the PII out.
@@ -692,5 +740,44 @@ mod tests {
         );
         assert_eq!(pii.birth_month_day(), "05-17");
         assert!(!format!("{pii:?}").contains("홍"), "Debug never shows PII");
+    }
+
+    #[test]
+    fn an_erased_member_shows_nothing() {
+        let pii = MemberPii::erased();
+        assert!(pii.present_fields().is_empty());
+        let c = pii.clear();
+        let m = pii.masked();
+        for shown in [c, m] {
+            assert_eq!(
+                (shown.name, shown.phone, shown.email, shown.birth_date),
+                (String::new(), String::new(), String::new(), String::new())
+            );
+        }
+    }
+
+    #[test]
+    fn signup_consent_codes_are_checked_for_shape() {
+        let mut v = Violations::new();
+        let ok = check_signup_consents(
+            &[
+                SignupConsent {
+                    code: " A0001 ".into(),
+                    granted: true,
+                },
+                SignupConsent {
+                    code: String::new(),
+                    granted: false,
+                },
+            ],
+            &mut v,
+        );
+        assert_eq!(ok[0].code, "A0001");
+        match v.finish() {
+            Err(ServiceError::InvalidArgument(f)) => {
+                assert_eq!(f[0].field, "consents[1].consent_type_code")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

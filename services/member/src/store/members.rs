@@ -95,6 +95,7 @@ pub async fn update(tx: &DatabaseTransaction, row: &MemberRow) -> Result<(), DbE
         grade_id: Set(row.grade_id),
         withdraw_time: Set(row.withdraw_time),
         withdraw_reason: Set(row.withdraw_reason.clone()),
+        anonymised_time: Set(row.anonymised_time),
         updated_time: Set(row.updated_time),
         ..Default::default()
     };

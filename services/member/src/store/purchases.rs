@@ -55,3 +55,18 @@ pub async fn sums_since(
     let rows: Vec<(Uuid, i64)> = q.group_by(Column::MemberId).into_tuple().all(tx).await?;
     Ok(rows.into_iter().collect())
 }
+
+/// Every purchase recorded for one member, oldest first (for a data-subject access request).
+pub async fn for_member(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    member_id: Uuid,
+) -> Result<Vec<PurchaseRow>, DbErr> {
+    use sea_orm::QueryOrder;
+    Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::MemberId.eq(member_id))
+        .order_by_asc(Column::OccurredTime)
+        .all(tx)
+        .await
+}

@@ -242,6 +242,7 @@ pub fn join_request(name: &str, phone: &str) -> pb::JoinMemberRequest {
         join_channel: spharos_proto::common::JoinChannel::App.into(),
         card_type: 0,
         idempotency_key: String::new(),
+        consents: vec![],
     }
 }
 

@@ -22,6 +22,7 @@ macro_rules! on_both_backends {
 
 mod auth;
 mod cards;
+mod erasure;
 mod grades;
 mod helpers;
 mod isolation;

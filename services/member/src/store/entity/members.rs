@@ -23,6 +23,7 @@ pub struct Model {
     pub join_time: DateTimeUtc,
     pub withdraw_time: Option<DateTimeUtc>,
     pub withdraw_reason: Option<String>,
+    pub anonymised_time: Option<DateTimeUtc>,
     pub created_time: DateTimeUtc,
     pub updated_time: DateTimeUtc,
 }

@@ -3,6 +3,7 @@
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261204_000001_member_tables;
+mod m20261210_000001_member_anonymisation;
 
 /// Runs by `Db::open::<Migrator>(.., "member")`.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(spharos_kit::crypto::DataKeysMigration),
             Box::new(spharos_kit::idempotency::IdempotencyMigration),
             Box::new(m20261204_000001_member_tables::Migration),
+            Box::new(m20261210_000001_member_anonymisation::Migration),
         ]
     }
 }
