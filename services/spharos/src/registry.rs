@@ -7,21 +7,41 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     Member,
+    Points,
+    Coupon,
+    Privacy,
+    Billing,
 }
 
 impl Target {
-    pub const ALL: &'static [Target] = &[Target::Member];
+    pub const ALL: &'static [Target] = &[
+        Target::Member,
+        Target::Points,
+        Target::Coupon,
+        Target::Privacy,
+        Target::Billing,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Target::Member => "member",
+            Target::Points => "points",
+            Target::Coupon => "coupon",
+            Target::Privacy => "privacy",
+            Target::Billing => "billing",
         }
     }
 
     /// Modules that must run in the same process before this one.
     pub fn dependencies(self) -> &'static [Target] {
         match self {
-            Target::Member => &[],
+            // Modules reach each other over gRPC (`services.<module>`, this process by
+            // default) and events, so none forces another into its process.
+            Target::Member
+            | Target::Points
+            | Target::Coupon
+            | Target::Privacy
+            | Target::Billing => &[],
         }
     }
 
@@ -103,7 +123,10 @@ mod tests {
         );
         let err = resolve("member,bogus").expect_err("bogus");
         assert_eq!(err, TargetError::Unknown("bogus".into()));
-        assert!(err.to_string().contains("valid targets: all, member"));
+        assert!(
+            err.to_string()
+                .contains("valid targets: all, member, points, coupon, privacy, billing")
+        );
         assert_eq!(resolve(" , ").expect_err("empty"), TargetError::Empty);
     }
 }

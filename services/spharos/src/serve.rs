@@ -77,22 +77,59 @@ pub async fn serve(settings: Settings, targets: Vec<Target>, demo: bool) -> Resu
     .map_err(|e| AppError::Unavailable(e.to_string()))?;
     let mut modules: Vec<Module> = Vec::new();
     let mut member_app = None;
+    let in_process: Vec<&str> = targets.iter().map(|t| t.name()).collect();
     for target in &targets {
-        match target {
+        let (module, grpc_service) = match target {
             Target::Member => {
-                let (module, app) = spharos_member::module(&platform, &mut routes)
+                // Sign-up consents are checked with the privacy module where one is deployed.
+                let privacy_endpoint = if targets.contains(&Target::Privacy) {
+                    Some(platform.settings.endpoint_of(&None))
+                } else {
+                    platform.settings.services.privacy.clone()
+                };
+                let options = spharos_member::MemberOptions { privacy_endpoint };
+                let (module, app) = spharos_member::module_with(&platform, &mut routes, options)
                     .await
                     .map_err(|e| AppError::Unavailable(format!("member: {e}")))?;
-                health_reporter
-                    .set_service_status(
-                        "spharos.member.v1.MemberService",
-                        tonic_health::ServingStatus::Serving,
-                    )
-                    .await;
-                modules.push(module);
                 member_app = Some(app);
+                (module, "spharos.member.v1.MemberService")
             }
-        }
+            Target::Points => {
+                let (module, _app) = spharos_points::module(&platform, &mut routes)
+                    .await
+                    .map_err(|e| AppError::Unavailable(format!("points: {e}")))?;
+                (module, "spharos.points.v1.PointsService")
+            }
+            Target::Coupon => {
+                let (module, _app) = spharos_coupon::module(&platform, &mut routes)
+                    .await
+                    .map_err(|e| AppError::Unavailable(format!("coupon: {e}")))?;
+                (module, "spharos.coupon.v1.CouponService")
+            }
+            Target::Privacy => {
+                // Data-subject requests visit the member-data modules of this deployment.
+                let services = spharos_privacy::Registry::for_deployment(&settings, &in_process)
+                    .map_err(|e| AppError::Usage(e.to_string()))?;
+                let options = spharos_privacy::PrivacyOptions {
+                    services: Some(services),
+                    ..Default::default()
+                };
+                let (module, _app) = spharos_privacy::module_with(&platform, &mut routes, options)
+                    .await
+                    .map_err(|e| AppError::Unavailable(format!("privacy: {e}")))?;
+                (module, "spharos.privacy.v1.PrivacyService")
+            }
+            Target::Billing => {
+                let (module, _app) = spharos_billing::module(&platform, &mut routes)
+                    .await
+                    .map_err(|e| AppError::Unavailable(format!("billing: {e}")))?;
+                (module, "spharos.billing.v1.BillingService")
+            }
+        };
+        health_reporter
+            .set_service_status(grpc_service, tonic_health::ServingStatus::Serving)
+            .await;
+        modules.push(module);
     }
 
     platform.bus.release_deliveries();

@@ -53,7 +53,10 @@ fn an_unknown_target_exits_64_with_one_clear_line() {
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown target \"bogus\""), "{err}");
-    assert!(err.contains("valid targets: all, member"), "{err}");
+    assert!(
+        err.contains("valid targets: all, member, points, coupon, privacy, billing"),
+        "{err}"
+    );
     assert!(
         !dir.path().join("data").exists(),
         "nothing may start before the check"
