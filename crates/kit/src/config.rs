@@ -100,6 +100,10 @@ pub struct CryptoSettings {
     /// 32-byte master key (hex or raw) that wraps every tenant's data key. Generated under
     /// `database.data_dir/keys` on first start when unset.
     pub master_key_file: Option<PathBuf>,
+    /// Master keys being rotated out: data keys they wrapped still open, until `spharos keys
+    /// rotate` has re-wrapped every one with `master_key_file`.
+    #[serde(default)]
+    pub previous_master_key_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -196,6 +200,7 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("auth.public_key_files")
+                .with_list_parse_key("crypto.previous_master_key_files")
                 .try_parsing(true),
         );
         let cfg = builder.build().map_err(|source| ConfigError::File {
@@ -281,7 +286,10 @@ impl Settings {
                 "public_key_files": self.auth.public_key_files,
                 "token_ttl_seconds": self.auth.token_ttl_seconds,
             },
-            "crypto": { "master_key_file": self.crypto.master_key_file },
+            "crypto": {
+                "master_key_file": self.crypto.master_key_file,
+                "previous_master_key_files": self.crypto.previous_master_key_files,
+            },
             "telemetry": {
                 "log_format": self.telemetry.log_format,
                 "log_level": self.telemetry.log_level,

@@ -32,11 +32,18 @@ pub enum CryptoError {
 }
 
 /// The platform master key. It only wraps tenant data keys; it never encrypts PII directly.
-pub struct MasterKey(SecretBox<[u8; 32]>);
+///
+/// During a rotation it also holds the previous keys: data keys are always wrapped with the
+/// primary key and unwrapped with whichever key wrapped them, so processes that know both keep
+/// serving while `spharos keys rotate` re-wraps every stored data key.
+pub struct MasterKey {
+    primary: SecretBox<[u8; 32]>,
+    previous: Vec<SecretBox<[u8; 32]>>,
+}
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey([REDACTED])")
+        write!(f, "MasterKey([REDACTED], {} previous)", self.previous.len())
     }
 }
 
@@ -44,11 +51,52 @@ impl MasterKey {
     pub fn generate() -> Self {
         let mut k = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut k);
-        Self(SecretBox::new(Box::new(k)))
+        Self::from_bytes(k)
     }
 
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(SecretBox::new(Box::new(bytes)))
+        Self {
+            primary: SecretBox::new(Box::new(bytes)),
+            previous: Vec::new(),
+        }
+    }
+
+    /// This key as the primary, still accepting data keys wrapped by `previous` (their own
+    /// previous keys included).
+    pub fn with_previous(mut self, previous: impl IntoIterator<Item = MasterKey>) -> Self {
+        for p in previous {
+            self.previous.push(p.primary);
+            self.previous.extend(p.previous);
+        }
+        self
+    }
+
+    /// Writes a new random key as 64 hex characters to `path` (mode 0600); refuses to
+    /// overwrite an existing file, which may be a key still in use.
+    pub fn generate_file(path: &Path) -> Result<(), CryptoError> {
+        let err = |detail: String| CryptoError::MasterKey {
+            path: path.display().to_string(),
+            detail,
+        };
+        if path.exists() {
+            return Err(err("already exists; choose a new file name".into()));
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        let key = Self::generate();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        use std::io::Write;
+        options
+            .open(path)
+            .and_then(|mut f| f.write_all(hex::encode(key.primary.expose_secret()).as_bytes()))
+            .map_err(|e| err(e.to_string()))
     }
 
     /// Reads 32 bytes as 64 hex characters (or raw), creating the file (0600) when `create`.
@@ -63,7 +111,7 @@ impl MasterKey {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
             }
-            std::fs::write(path, hex::encode(key.0.expose_secret()))
+            std::fs::write(path, hex::encode(key.primary.expose_secret()))
                 .map_err(|e| err(e.to_string()))?;
             #[cfg(unix)]
             {
@@ -85,20 +133,46 @@ impl MasterKey {
         Ok(Self::from_bytes(arr))
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(self.0.expose_secret()))
+    fn cipher(key: &SecretBox<[u8; 32]>) -> Aes256Gcm {
+        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.expose_secret()))
     }
 
-    /// Wraps a data key for storage, bound to its tenant.
+    /// Wraps a data key for storage with the primary key, bound to its tenant.
     fn wrap(&self, tenant: TenantId, dk: &DataKey) -> Vec<u8> {
         let mut plain = Vec::with_capacity(64);
         plain.extend_from_slice(dk.enc.expose_secret());
         plain.extend_from_slice(dk.index.expose_secret());
-        seal(&self.cipher(), &plain, tenant.as_uuid().as_bytes())
+        seal(
+            &Self::cipher(&self.primary),
+            &plain,
+            tenant.as_uuid().as_bytes(),
+        )
+    }
+
+    /// Unwraps with the primary key, else with a previous one; `true` when the primary did.
+    fn unwrap_any(&self, tenant: TenantId, wrapped: &[u8]) -> Result<(DataKey, bool), CryptoError> {
+        let id = tenant.as_uuid();
+        let aad = id.as_bytes();
+        // AES-GCM authenticates: a wrong key fails cleanly, so trying each key is safe.
+        let mut keys = std::iter::once(&self.primary).chain(&self.previous);
+        let mut is_primary = true;
+        let plain = loop {
+            let Some(key) = keys.next() else {
+                return Err(CryptoError::Decrypt);
+            };
+            if let Ok(p) = open(&Self::cipher(key), wrapped, aad) {
+                break p;
+            }
+            is_primary = false;
+        };
+        Ok((Self::data_key_from(&plain)?, is_primary))
     }
 
     fn unwrap(&self, tenant: TenantId, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
-        let plain = open(&self.cipher(), wrapped, tenant.as_uuid().as_bytes())?;
+        Ok(self.unwrap_any(tenant, wrapped)?.0)
+    }
+
+    fn data_key_from(plain: &[u8]) -> Result<DataKey, CryptoError> {
         if plain.len() != 64 {
             return Err(CryptoError::CorruptKey);
         }
@@ -320,6 +394,125 @@ impl sea_orm_migration::MigrationTrait for DataKeysMigration {
             .drop_table(Table::drop().table("data_keys").to_owned())
             .await
     }
+}
+
+/// Lets platform transactions (`Db::begin_system`) list the tenants of `data_keys`, so a key
+/// rotation can find every data key; reading or changing one still needs the tenant's own
+/// transaction. Services that include [`DataKeysMigration`] include this after it.
+pub struct DataKeysRotationMigration;
+
+impl sea_orm_migration::MigrationName for DataKeysRotationMigration {
+    fn name(&self) -> &str {
+        "m20261211_000001_kit_data_keys_rotation"
+    }
+}
+
+#[async_trait::async_trait]
+impl sea_orm_migration::MigrationTrait for DataKeysRotationMigration {
+    async fn up(&self, manager: &sea_orm_migration::SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != DatabaseBackend::Postgres {
+            return Ok(());
+        }
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE POLICY key_rotation_listing ON data_keys FOR SELECT
+                   USING (current_setting('spharos.system', true) = 'on')",
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn down(&self, manager: &sea_orm_migration::SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != DatabaseBackend::Postgres {
+            return Ok(());
+        }
+        manager
+            .get_connection()
+            .execute_unprepared("DROP POLICY IF EXISTS key_rotation_listing ON data_keys")
+            .await
+            .map(|_| ())
+    }
+}
+
+/// What a re-wrap did to one service's `data_keys`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RewrapReport {
+    /// Data keys that were wrapped by a previous master key and now are by the primary.
+    pub rewrapped: u64,
+    /// Data keys the primary master key wrapped already.
+    pub current: u64,
+}
+
+/// Re-wraps every tenant data key stored in `db` with the primary master key, one short
+/// tenant transaction (row locked) per key, so running services are never blocked for long
+/// and a concurrent first use of a key is never lost. Safe to run again: keys already wrapped
+/// by the primary are left alone. The data keys themselves do not change, so no PII is
+/// re-encrypted. A key that no configured master key opens is an error naming its tenant.
+pub async fn rewrap_data_keys(
+    db: &crate::db::Db,
+    master: &MasterKey,
+) -> Result<RewrapReport, CryptoError> {
+    let backend = db.db_backend();
+    let tenants: Vec<uuid::Uuid> = {
+        let tx = db.begin_system().await?;
+        let rows = tx
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT tenant_id FROM data_keys ORDER BY tenant_id",
+            ))
+            .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| r.try_get::<uuid::Uuid>("", "tenant_id"))
+            .collect::<Result<_, _>>()?
+    };
+    let (select, update) = match backend {
+        DatabaseBackend::Postgres => (
+            "SELECT wrapped_key FROM data_keys WHERE tenant_id = $1 FOR UPDATE",
+            "UPDATE data_keys SET wrapped_key = $1 WHERE tenant_id = $2",
+        ),
+        _ => (
+            "SELECT wrapped_key FROM data_keys WHERE tenant_id = ?",
+            "UPDATE data_keys SET wrapped_key = ? WHERE tenant_id = ?",
+        ),
+    };
+    let mut report = RewrapReport::default();
+    for id in tenants {
+        let tenant = TenantId::from(id);
+        let tx = db.begin(tenant).await?;
+        let Some(row) = tx
+            .query_one_raw(Statement::from_sql_and_values(backend, select, [id.into()]))
+            .await?
+        else {
+            tx.commit().await?;
+            continue;
+        };
+        let wrapped: Vec<u8> = row.try_get("", "wrapped_key")?;
+        let (dk, is_primary) =
+            master
+                .unwrap_any(tenant, &wrapped)
+                .map_err(|_| CryptoError::MasterKey {
+                    path: format!("{}.data_keys", db.schema()),
+                    detail: format!(
+                        "the data key of tenant {id} opens with none of the configured master keys"
+                    ),
+                })?;
+        if is_primary {
+            report.current += 1;
+            tx.commit().await?;
+            continue;
+        }
+        tx.execute_raw(Statement::from_sql_and_values(
+            backend,
+            update,
+            [master.wrap(tenant, &dk).into(), id.into()],
+        ))
+        .await?;
+        tx.commit().await?;
+        report.rewrapped += 1;
+    }
+    Ok(report)
 }
 
 /// Display masking for PII (Korean conventions).

@@ -59,5 +59,12 @@ pub fn load_keys(
         Some(path) => MasterKey::load_or_create(path, false)?,
         None => MasterKey::load_or_create(&keys_dir.join("master.key"), true)?,
     };
+    let previous = settings
+        .crypto
+        .previous_master_key_files
+        .iter()
+        .map(|p| MasterKey::load_or_create(p, false))
+        .collect::<Result<Vec<_>, _>>()?;
+    let master = master.with_previous(previous);
     Ok((signer, verifier, master))
 }

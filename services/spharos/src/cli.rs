@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
         (nats://...) for production.\n\n\
         Configuration: built-in defaults, then --config FILE (TOML), then SPHAROS__SECTION__KEY \
         environment variables (e.g. SPHAROS__DATABASE__URL).",
-    after_help = "Examples:\n  spharos serve --demo\n  spharos serve --target member --config /etc/spharos.toml\n  spharos config print\n  spharos tenant token --tenant 0190f2c4-6f1e-7000-8000-000000000001"
+    after_help = "Examples:\n  spharos serve --demo\n  spharos serve --target member --config /etc/spharos.toml\n  spharos config print\n  spharos tenant token --tenant 0190f2c4-6f1e-7000-8000-000000000001\n  spharos keys rotate"
 )]
 pub struct Cli {
     /// TOML configuration file (sections database, nats, grpc, http, auth, crypto, telemetry, tenant).
@@ -38,11 +38,47 @@ pub enum Command {
     /// Tenant tooling.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Master key tooling: generate a new key, re-wrap every tenant data key with it.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new random master key (64 hex characters, mode 0600) to a new file.
+    #[command(
+        after_help = "Example:\n  spharos keys generate --out /etc/spharos/master-2026-12.key"
+    )]
+    Generate(GenerateKeyArgs),
+    /// Re-wrap every tenant data key (member and privacy schemas) with crypto.master_key_file.
+    #[command(
+        long_about = "Re-wrap every tenant data key with the primary master key (crypto.master_key_file), \
+            opening each with whichever configured key wrapped it (the primary or one of \
+            crypto.previous_master_key_files). The data keys themselves do not change, so no PII is \
+            re-encrypted, and each key is re-wrapped in its own short transaction: services keep \
+            running throughout.\n\n\
+            Rotation without downtime:\n  \
+            1. spharos keys generate --out new.key\n  \
+            2. roll out master_key_file = new.key and previous_master_key_files = [old.key] \
+               (every process then opens keys wrapped by either)\n  \
+            3. spharos keys rotate (same configuration)\n  \
+            4. roll out without previous_master_key_files, then retire old.key",
+        after_help = "Example:\n  SPHAROS__CRYPTO__MASTER_KEY_FILE=new.key SPHAROS__CRYPTO__PREVIOUS_MASTER_KEY_FILES=old.key spharos keys rotate"
+    )]
+    Rotate,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateKeyArgs {
+    /// Where to write the key; an existing file is never overwritten.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Comma-separated targets: `all` or service names (member). Dependencies come along.
+    /// Comma-separated targets: `all` or module names (member, points, coupon, privacy,
+    /// billing). Dependencies come along.
     #[arg(long, short = 't', default_value = "all")]
     pub target: String,
     /// Create a demo tenant with stores and members, and print its API token.

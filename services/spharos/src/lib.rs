@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod demo;
 pub mod http;
+pub mod keys;
 pub mod registry;
 pub mod serve;
 
@@ -66,6 +67,19 @@ pub async fn run(cli: cli::Cli) -> Result<(), AppError> {
             let ttl = args.ttl_seconds.unwrap_or(settings.auth.token_ttl_seconds);
             println!("{}", signer.mint(tenant, &args.subject, &perms, ttl));
             Ok(())
+        }
+        cli::Command::Keys(cli::KeysCommand::Generate(args)) => {
+            spharos_kit::crypto::MasterKey::generate_file(&args.out)
+                .map_err(|e| AppError::Usage(e.to_string()))?;
+            eprintln!(
+                "새 마스터 키를 만들었습니다 / new master key written: {}",
+                args.out.display()
+            );
+            Ok(())
+        }
+        cli::Command::Keys(cli::KeysCommand::Rotate) => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            keys::rotate(&settings).await
         }
     }
 }

@@ -198,3 +198,109 @@ fn serve_with_no_configuration_becomes_ready_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `serve --demo` on the embedded default until the demo tenant is printed, then SIGTERM.
+fn run_demo_once(dir: &Path) {
+    use std::io::{BufRead, BufReader};
+    let (grpc, http) = (free_port(), free_port());
+    let mut child = spharos(dir)
+        .args(["serve", "--demo"])
+        .env("SPHAROS__GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+        .env("SPHAROS__HTTP__LISTEN", format!("127.0.0.1:{http}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("API 토큰 (token)") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the demo tenant is printed within 60 s");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = child.wait().expect("waits");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn keys_generate_and_rotate_rewrap_the_demo_tenant_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing stored yet: nothing to do, and no database is created for it.
+    let out = spharos(dir.path())
+        .args(["keys", "rotate"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 data keys re-wrapped"));
+    assert!(!dir.path().join("data/member.db").exists());
+
+    run_demo_once(dir.path());
+
+    let new_key = dir.path().join("new.key");
+    let out = spharos(dir.path())
+        .args(["keys", "generate", "--out"])
+        .arg(&new_key)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let hex = std::fs::read_to_string(&new_key).expect("written");
+    assert_eq!(hex.len(), 64);
+    assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&new_key)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "only the owner reads a master key");
+    }
+    // A key in use is never overwritten.
+    let out = spharos(dir.path())
+        .args(["keys", "generate", "--out"])
+        .arg(&new_key)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(64));
+    assert_eq!(std::fs::read_to_string(&new_key).expect("kept"), hex);
+
+    let old_key = dir.path().join("data/keys/master.key");
+    let rotate = |previous: bool| {
+        let mut c = spharos(dir.path());
+        c.args(["keys", "rotate"])
+            .env("SPHAROS__CRYPTO__MASTER_KEY_FILE", &new_key);
+        if previous {
+            c.env("SPHAROS__CRYPTO__PREVIOUS_MASTER_KEY_FILES", &old_key);
+        }
+        let out = c.output().expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    // Without the old key configured the demo tenant's data key cannot be opened.
+    let (code, _) = rotate(false);
+    assert_eq!(code, Some(1), "an unopenable data key fails the rotation");
+    let (code, out) = rotate(true);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("member: 재암호화 1 / re-wrapped 1"), "{out}");
+    // Done once: the new key alone now opens it.
+    let (code, out) = rotate(false);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("member: 재암호화 0 / re-wrapped 0, 이미 최신 1"),
+        "{out}"
+    );
+}

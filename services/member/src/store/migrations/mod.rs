@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(spharos_kit::idempotency::IdempotencyMigration),
             Box::new(m20261204_000001_member_tables::Migration),
             Box::new(m20261210_000001_member_anonymisation::Migration),
+            Box::new(spharos_kit::crypto::DataKeysRotationMigration),
         ]
     }
 }

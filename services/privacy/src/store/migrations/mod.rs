@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(spharos_kit::crypto::DataKeysMigration),
             Box::new(spharos_kit::idempotency::IdempotencyMigration),
             Box::new(m20261210_000001_privacy_tables::Migration),
+            Box::new(spharos_kit::crypto::DataKeysRotationMigration),
         ]
     }
 }
