@@ -122,6 +122,127 @@ pub async fn platform(settings: Settings) -> (Platform, TokenSigner) {
     (platform, signer)
 }
 
+/// `msg` as a request carrying `authorization: Bearer <token>`.
+pub fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}")
+            .parse()
+            .expect("ascii header value"),
+    );
+    r
+}
+
+/// Asserts `INVALID_ARGUMENT` with a `BadRequest` naming (at least) each of `fields`.
+pub fn assert_invalid(status: &tonic::Status, fields: &[&str]) {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let details = status.get_error_details();
+    let bad = details.bad_request().expect("BadRequest details");
+    let named: Vec<&str> = bad
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    for f in fields {
+        assert!(named.contains(f), "{f} not among the violations {named:?}");
+    }
+}
+
+/// Asserts `code` with an `ErrorInfo` of this `reason` in the `spharos.io` domain.
+pub fn assert_reason(status: &tonic::Status, code: tonic::Code, reason: &str) {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), code, "{status:?}");
+    let info = status
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .expect("ErrorInfo details");
+    assert_eq!(info.reason, reason, "{status:?}");
+    assert_eq!(info.domain, "spharos.io");
+}
+
+/// Every event received on a durable subscription of the platform's bus, acknowledged at once
+/// (the in-process bus waits for a subscriber's ack before it marks the outbox row published).
+/// It stops with the platform.
+pub struct EventTap {
+    events: Arc<std::sync::Mutex<Vec<crate::bus::Envelope>>>,
+}
+
+impl EventTap {
+    /// Subscribes now as the durable consumer `name`, so it sees everything published after.
+    pub async fn start(platform: &Platform, name: &str, topics: &[&str]) -> Self {
+        let mut sub = platform
+            .bus
+            .subscribe(name, topics)
+            .await
+            .expect("test subscription");
+        let events: Arc<std::sync::Mutex<Vec<crate::bus::Envelope>>> = Arc::default();
+        let sink = events.clone();
+        let shutdown = platform.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    n = sub.next() => n,
+                };
+                match next {
+                    Some(Ok(d)) => {
+                        sink.lock().expect("tap lock").push(d.envelope.clone());
+                        let _ = d.ack().await;
+                    }
+                    Some(Err(_)) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                    None => return,
+                }
+            }
+        });
+        Self { events }
+    }
+
+    /// The events on `topic` received so far.
+    pub fn all(&self, topic: &str) -> Vec<crate::bus::Envelope> {
+        self.events
+            .lock()
+            .expect("tap lock")
+            .iter()
+            .filter(|e| e.topic() == topic)
+            .cloned()
+            .collect()
+    }
+
+    /// The first event on `topic` about `subject_id`, waiting up to 10 s.
+    pub async fn wait_for(&self, topic: &str, subject_id: &str) -> crate::bus::Envelope {
+        self.wait_for_n(topic, subject_id, 1).await.remove(0)
+    }
+
+    /// Waits until `n` events on `topic` about `subject_id` arrived (10 s).
+    pub async fn wait_for_n(
+        &self,
+        topic: &str,
+        subject_id: &str,
+        n: usize,
+    ) -> Vec<crate::bus::Envelope> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let found: Vec<_> = self
+                .all(topic)
+                .into_iter()
+                .filter(|e| e.subject_id == subject_id)
+                .collect();
+            if found.len() >= n {
+                return found;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} x {topic} for {subject_id} not seen within 10 s (saw {})",
+                found.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

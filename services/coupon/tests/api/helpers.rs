@@ -1,10 +1,8 @@
 //! `spawn_app` (zero2prod style): a fresh database and bus per test, the coupon module served
 //! on a random port, tonic clients, token minting, member events as the member service would
 //! publish them, an event tap and assertion helpers.
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+pub use spharos_kit::testing::{EventTap, assert_invalid, assert_reason, with_token};
+use std::time::Duration;
 
 use chrono::{Duration as Days, Utc};
 use spharos_coupon::CouponApp;
@@ -18,7 +16,7 @@ use spharos_kit::{
 use spharos_proto::coupon::{
     self as pb, coupon_service_client::CouponServiceClient, discount, validity,
 };
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Request, Status, transport::Channel};
 use tonic_types::StatusExt;
 
 pub const STAFF: &str = "staff-1";
@@ -98,7 +96,7 @@ impl TestApp {
 
     /// A durable tap on `topics`, subscribed now (so it sees everything published after).
     pub async fn tap(&self, name: &str, topics: &[&str]) -> EventTap {
-        EventTap::start(self, name, topics).await
+        EventTap::start(&self.platform, name, topics).await
     }
 
     pub async fn create_template(&self, t: pb::CouponTemplate) -> pb::CouponTemplate {
@@ -257,17 +255,6 @@ pub fn joined_envelope(tenant: TenantId, member_id: &str, birth_month_day: &str)
     Envelope::new("member", "joined", tenant, member_id, &msg)
 }
 
-pub fn with_token<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}")
-            .parse()
-            .expect("ascii header value"),
-    );
-    r
-}
-
 pub fn member() -> String {
     uuid::Uuid::now_v7().to_string()
 }
@@ -340,33 +327,6 @@ pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     })
 }
 
-/// Asserts `InvalidArgument` whose `BadRequest` names at least `fields`.
-pub fn assert_invalid(status: &Status, fields: &[&str]) {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let details = status.get_error_details();
-    let bad = details.bad_request().expect("BadRequest details");
-    let named: Vec<&str> = bad
-        .field_violations
-        .iter()
-        .map(|v| v.field.as_str())
-        .collect();
-    for f in fields {
-        assert!(named.contains(f), "{f} not among the violations {named:?}");
-    }
-}
-
-/// Asserts `code` with an `ErrorInfo` of this `reason`.
-pub fn assert_reason(status: &Status, code: Code, reason: &str) {
-    assert_eq!(status.code(), code, "{status:?}");
-    let info = status
-        .get_error_details()
-        .error_info()
-        .cloned()
-        .expect("ErrorInfo details");
-    assert_eq!(info.reason, reason, "{status:?}");
-    assert_eq!(info.domain, "spharos.io");
-}
-
 /// The reason of a status's `ErrorInfo` ("" when it has none).
 pub fn reason(status: &Status) -> String {
     status
@@ -374,70 +334,4 @@ pub fn reason(status: &Status) -> String {
         .error_info()
         .map(|i| i.reason.clone())
         .unwrap_or_default()
-}
-
-/// Every event received on a durable subscription, acknowledged at once (the in-process bus
-/// waits for a subscriber's ack before it marks the outbox row published).
-pub struct EventTap {
-    events: Arc<Mutex<Vec<Envelope>>>,
-}
-
-impl EventTap {
-    async fn start(app: &TestApp, name: &str, topics: &[&str]) -> Self {
-        let mut sub = app
-            .platform
-            .bus
-            .subscribe(name, topics)
-            .await
-            .expect("test subscription");
-        let events: Arc<Mutex<Vec<Envelope>>> = Arc::default();
-        let sink = events.clone();
-        let shutdown = app.platform.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    n = sub.next() => n,
-                };
-                match next {
-                    Some(Ok(d)) => {
-                        sink.lock().expect("tap lock").push(d.envelope.clone());
-                        let _ = d.ack().await;
-                    }
-                    Some(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    None => return,
-                }
-            }
-        });
-        Self { events }
-    }
-
-    pub fn all(&self, topic: &str) -> Vec<Envelope> {
-        self.events
-            .lock()
-            .expect("tap lock")
-            .iter()
-            .filter(|e| e.topic() == topic)
-            .cloned()
-            .collect()
-    }
-
-    /// The first event on `topic` about `subject_id`, waiting up to 10 s.
-    pub async fn wait_for(&self, topic: &str, subject_id: &str) -> Envelope {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(e) = self
-                .all(topic)
-                .into_iter()
-                .find(|e| e.subject_id == subject_id)
-            {
-                return e;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{topic} for {subject_id} not seen within 10 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }

@@ -1,9 +1,7 @@
 //! `spawn_app` (zero2prod style): a fresh database and bus per test, the member module served
 //! on a random port, a tonic client, token minting, an event tap and assertion helpers.
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+pub use spharos_kit::testing::{EventTap, assert_invalid, assert_reason, with_token};
+use std::time::Duration;
 
 use spharos_kit::{
     TenantId,
@@ -15,8 +13,7 @@ use spharos_kit::{
 };
 use spharos_member::MemberApp;
 use spharos_proto::member::{self as pb, member_service_client::MemberServiceClient};
-use tonic::{Code, Request, Status, transport::Channel};
-use tonic_types::StatusExt;
+use tonic::{Request, transport::Channel};
 
 pub const STAFF: &str = "staff-1";
 
@@ -92,7 +89,7 @@ impl TestApp {
 
     /// A durable tap on `topics`, subscribed now (so it sees everything published after).
     pub async fn tap(&self, name: &str, topics: &[&str]) -> EventTap {
-        EventTap::start(self, name, topics).await
+        EventTap::start(&self.platform, name, topics).await
     }
 
     pub async fn create_store(&self, code: &str) -> pb::Store {
@@ -220,17 +217,6 @@ pub fn purchase_envelope(
     Envelope::new("points", "purchase_recorded", tenant, member_id, &msg)
 }
 
-pub fn with_token<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}")
-            .parse()
-            .expect("ascii header value"),
-    );
-    r
-}
-
 pub fn join_request(name: &str, phone: &str) -> pb::JoinMemberRequest {
     pb::JoinMemberRequest {
         name: name.into(),
@@ -259,104 +245,4 @@ pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask {
         paths: paths.iter().map(|p| p.to_string()).collect(),
     })
-}
-
-/// Asserts `InvalidArgument` whose `BadRequest` names at least `fields`.
-pub fn assert_invalid(status: &Status, fields: &[&str]) {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let details = status.get_error_details();
-    let bad = details.bad_request().expect("BadRequest details");
-    let named: Vec<&str> = bad
-        .field_violations
-        .iter()
-        .map(|v| v.field.as_str())
-        .collect();
-    for f in fields {
-        assert!(named.contains(f), "{f} not among the violations {named:?}");
-    }
-}
-
-/// Asserts `code` with an `ErrorInfo` of this `reason`.
-pub fn assert_reason(status: &Status, code: Code, reason: &str) {
-    assert_eq!(status.code(), code, "{status:?}");
-    let info = status
-        .get_error_details()
-        .error_info()
-        .cloned()
-        .expect("ErrorInfo details");
-    assert_eq!(info.reason, reason);
-    assert_eq!(info.domain, "spharos.io");
-}
-
-/// Every event received on a durable subscription, acknowledged at once (the in-process bus
-/// waits for a subscriber's ack before it marks the outbox row published).
-pub struct EventTap {
-    events: Arc<Mutex<Vec<Envelope>>>,
-}
-
-impl EventTap {
-    async fn start(app: &TestApp, name: &str, topics: &[&str]) -> Self {
-        let mut sub = app
-            .platform
-            .bus
-            .subscribe(name, topics)
-            .await
-            .expect("test subscription");
-        let events: Arc<Mutex<Vec<Envelope>>> = Arc::default();
-        let sink = events.clone();
-        let shutdown = app.platform.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    n = sub.next() => n,
-                };
-                match next {
-                    Some(Ok(d)) => {
-                        sink.lock().expect("tap lock").push(d.envelope.clone());
-                        let _ = d.ack().await;
-                    }
-                    Some(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    None => return,
-                }
-            }
-        });
-        Self { events }
-    }
-
-    pub fn all(&self, topic: &str) -> Vec<Envelope> {
-        self.events
-            .lock()
-            .expect("tap lock")
-            .iter()
-            .filter(|e| e.topic() == topic)
-            .cloned()
-            .collect()
-    }
-
-    /// The first event on `topic` about `subject_id`, waiting up to 10 s.
-    pub async fn wait_for(&self, topic: &str, subject_id: &str) -> Envelope {
-        self.wait_for_n(topic, subject_id, 1).await.remove(0)
-    }
-
-    /// Waits until `n` events on `topic` about `subject_id` arrived (10 s).
-    pub async fn wait_for_n(&self, topic: &str, subject_id: &str, n: usize) -> Vec<Envelope> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let found: Vec<Envelope> = self
-                .all(topic)
-                .into_iter()
-                .filter(|e| e.subject_id == subject_id)
-                .collect();
-            if found.len() >= n {
-                return found;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{n} x {topic} for {subject_id} not seen within 10 s (saw {})",
-                found.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }

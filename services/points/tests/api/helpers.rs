@@ -2,19 +2,16 @@
 //! modules served on one random port (the points module reaches the member service through
 //! it), tonic clients, token minting, an event tap, and the ledger invariant check that reads
 //! the stored rows directly.
+pub use spharos_kit::testing::{EventTap, assert_invalid, assert_reason, with_token};
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU32, Ordering},
-    },
+    sync::atomic::{AtomicU32, Ordering},
     time::Duration,
 };
 
 use spharos_kit::{
     TenantId,
     auth::TokenSigner,
-    bus::Envelope,
     platform::Platform,
     testing::{self, TestBackend},
 };
@@ -27,8 +24,7 @@ use spharos_proto::{
     member::{self as mpb, member_service_client::MemberServiceClient},
     points::{self as pb, points_service_client::PointsServiceClient},
 };
-use tonic::{Code, Request, Status, transport::Channel};
-use tonic_types::StatusExt;
+use tonic::{Request, Status, transport::Channel};
 use uuid::Uuid;
 
 pub const POS: &str = "pos-gn001";
@@ -129,17 +125,6 @@ pub async fn spawn_app_with(backend: TestBackend, options: PointsOptions) -> Tes
         phones: AtomicU32::new(0),
         _dir: dir,
     }
-}
-
-pub fn with_token<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}")
-            .parse()
-            .expect("ascii header value"),
-    );
-    r
 }
 
 pub fn earn_request(m: &Member, pos_tx: &str, amount_krw: i64) -> pb::EarnRequest {
@@ -357,7 +342,7 @@ impl TestApp {
 
     /// A durable tap on `topics`, subscribed now.
     pub async fn tap(&self, name: &str, topics: &[&str]) -> EventTap {
-        EventTap::start(self, name, topics).await
+        EventTap::start(&self.platform, name, topics).await
     }
 
     /// Checks the stored ledger of a member: account == Σ lots − debt == Σ ledger; every
@@ -458,103 +443,5 @@ pub async fn assert_ledger_consistent(db: &spharos_kit::db::Db, tenant: TenantId
                 e.id
             );
         }
-    }
-}
-
-/// Asserts `InvalidArgument` whose `BadRequest` names at least `fields`.
-pub fn assert_invalid(status: &Status, fields: &[&str]) {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let details = status.get_error_details();
-    let bad = details.bad_request().expect("BadRequest details");
-    let named: Vec<&str> = bad
-        .field_violations
-        .iter()
-        .map(|v| v.field.as_str())
-        .collect();
-    for f in fields {
-        assert!(named.contains(f), "{f} not among the violations {named:?}");
-    }
-}
-
-/// Asserts `code` with an `ErrorInfo` of this `reason`.
-pub fn assert_reason(status: &Status, code: Code, reason: &str) {
-    assert_eq!(status.code(), code, "{status:?}");
-    let info = status
-        .get_error_details()
-        .error_info()
-        .cloned()
-        .expect("ErrorInfo details");
-    assert_eq!(info.reason, reason, "{status:?}");
-    assert_eq!(info.domain, "spharos.io");
-}
-
-/// Every event received on a durable subscription, acknowledged at once.
-pub struct EventTap {
-    events: Arc<Mutex<Vec<Envelope>>>,
-}
-
-impl EventTap {
-    async fn start(app: &TestApp, name: &str, topics: &[&str]) -> Self {
-        let mut sub = app
-            .platform
-            .bus
-            .subscribe(name, topics)
-            .await
-            .expect("test subscription");
-        let events: Arc<Mutex<Vec<Envelope>>> = Arc::default();
-        let sink = events.clone();
-        let shutdown = app.platform.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    n = sub.next() => n,
-                };
-                match next {
-                    Some(Ok(d)) => {
-                        sink.lock().expect("tap lock").push(d.envelope.clone());
-                        let _ = d.ack().await;
-                    }
-                    Some(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    None => return,
-                }
-            }
-        });
-        Self { events }
-    }
-
-    pub fn all(&self, topic: &str) -> Vec<Envelope> {
-        self.events
-            .lock()
-            .expect("tap lock")
-            .iter()
-            .filter(|e| e.topic() == topic)
-            .cloned()
-            .collect()
-    }
-
-    /// Waits until `n` events on `topic` about `subject_id` arrived (10 s).
-    pub async fn wait_for_n(&self, topic: &str, subject_id: &str, n: usize) -> Vec<Envelope> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let found: Vec<Envelope> = self
-                .all(topic)
-                .into_iter()
-                .filter(|e| e.subject_id == subject_id)
-                .collect();
-            if found.len() >= n {
-                return found;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{n} x {topic} for {subject_id} not seen within 10 s (saw {})",
-                found.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    pub async fn wait_for(&self, topic: &str, subject_id: &str) -> Envelope {
-        self.wait_for_n(topic, subject_id, 1).await.remove(0)
     }
 }
