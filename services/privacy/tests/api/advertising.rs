@@ -9,6 +9,7 @@ use crate::helpers::{assert_invalid, kst, spawn_app};
 on_both_backends!(
     the_bulk_query_applies_channel_and_night_rules,
     a_withdrawal_is_reflected_in_the_bulk_query_immediately,
+    a_large_list_is_answered_like_a_small_one,
     bad_bulk_queries_are_named,
 );
 
@@ -116,6 +117,66 @@ async fn a_withdrawal_is_reflected_in_the_bulk_query_immediately(backend: TestBa
     assert_eq!(
         app.may_receive(Channel::Sms, kst(12, 0), &[&a, &b]).await,
         [true, true]
+    );
+}
+
+/// 30,000 candidates take the large-list path on PostgreSQL (granted ids read and judged in
+/// memory) and chunked `IN` lists on SQLite; the answer must be the one the small-list path
+/// gives, position for position, by day and at night.
+async fn a_large_list_is_answered_like_a_small_one(backend: TestBackend) {
+    let app = spawn_app(backend).await;
+    app.standard_consent_types().await;
+    let sms_only = app
+        .joined("010-2200-0001", &[("A0001", true), ("A0009", true)])
+        .await;
+    let sms_night = app
+        .joined(
+            "010-2200-0002",
+            &[("A0001", true), ("A0009", true), ("N0001", true)],
+        )
+        .await;
+    let none = app
+        .joined("010-2200-0003", &[("A0001", true), ("A0009", false)])
+        .await;
+    let mut ids: Vec<String> = (0..30_000)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    // The members at scattered positions, one of them twice.
+    for (pos, id) in [
+        (17, &sms_only),
+        (12_345, &sms_night),
+        (20_000, &none),
+        (29_999, &sms_only),
+    ] {
+        ids[pos] = id.clone();
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let positions = |answer: Vec<bool>| -> Vec<usize> {
+        answer
+            .iter()
+            .enumerate()
+            .filter(|(_, ok)| **ok)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    assert_eq!(
+        positions(app.may_receive(Channel::Sms, kst(14, 0), &refs).await),
+        [17, 12_345, 29_999]
+    );
+    assert_eq!(
+        positions(app.may_receive(Channel::Sms, kst(22, 0), &refs).await),
+        [12_345],
+        "at night only the night-time consent counts"
+    );
+    assert!(
+        positions(app.may_receive(Channel::Email, kst(14, 0), &refs).await).is_empty(),
+        "nobody consented to e-mail"
+    );
+    // A withdrawal shows on the large path at once too.
+    app.withdraw(&sms_only, "A0009").await;
+    assert_eq!(
+        positions(app.may_receive(Channel::Sms, kst(14, 0), &refs).await),
+        [12_345]
     );
 }
 
