@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use spharos_proto::coupon::coupon_service_client::CouponServiceClient;
 use spharos_proto::member::member_service_client::MemberServiceClient;
+use spharos_proto::points::points_service_client::PointsServiceClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -34,6 +36,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Member service client that sends the bearer token on every call.
 pub type MemberClient = MemberServiceClient<InterceptedService<Channel, BearerAuth>>;
+/// Points service client that sends the bearer token on every call.
+pub type PointsClient = PointsServiceClient<InterceptedService<Channel, BearerAuth>>;
+/// Coupon service client that sends the bearer token on every call.
+pub type CouponClient = CouponServiceClient<InterceptedService<Channel, BearerAuth>>;
 
 /// Adds `authorization: Bearer <token>` to every request.
 #[derive(Clone, Debug)]
@@ -100,10 +106,24 @@ impl Pool {
         self.channels.len()
     }
 
+    /// The channel of client `index`.
+    fn channel(&self, index: usize) -> Channel {
+        self.channels[index % self.channels.len()].clone()
+    }
+
     /// A member service client on the channel of client `index`.
     pub fn member(&self, index: usize) -> MemberClient {
-        let channel = self.channels[index % self.channels.len()].clone();
-        MemberServiceClient::with_interceptor(channel, self.auth.clone())
+        MemberServiceClient::with_interceptor(self.channel(index), self.auth.clone())
+    }
+
+    /// A points service client on the channel of client `index`.
+    pub fn points(&self, index: usize) -> PointsClient {
+        PointsServiceClient::with_interceptor(self.channel(index), self.auth.clone())
+    }
+
+    /// A coupon service client on the channel of client `index`.
+    pub fn coupon(&self, index: usize) -> CouponClient {
+        CouponServiceClient::with_interceptor(self.channel(index), self.auth.clone())
     }
 }
 

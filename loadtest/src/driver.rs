@@ -3,6 +3,12 @@
 //! A scenario hands the driver a [`Phase`]: a name and a factory that builds one [`Worker`] per
 //! client. Each worker is its own tokio task issuing one request at a time.
 //!
+//! A call ends in one of three ways besides an error (see [`Outcome`]): success; a refusal the
+//! scenario expects (a claim for a sold-out coupon), counted apart from errors with its own
+//! latency histogram; or "nothing left to do" (every issued coupon redeemed), which stops that
+//! client. When every client has stopped, the phase ends early and its window ends there, so
+//! throughput is over the time the work actually took.
+//!
 //! * **Closed loop** (default): each client sends its next request as soon as the last one
 //!   returns; latency is measured from send to response.
 //! * **Fixed rate** (`--rate R`): request *i* of the phase is scheduled at `start + i / R`
@@ -36,10 +42,22 @@ pub const MAX_REQUESTS_PER_PHASE: u64 = 100_000_000;
 /// Extra time after the phase end for in-flight requests, beyond the request timeout.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
+/// How a call that was not an error ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The server answered OK (and the scenario accepted the answer).
+    Ok,
+    /// The server refused in a way the scenario expects (sold out, per-member limit): counted
+    /// by code apart from errors, so a rush that sells out does not look like a failure.
+    Rejected(tonic::Status),
+    /// Nothing was sent: this client has no work left. It stops; the others go on.
+    Done,
+}
+
 /// One client's request loop body: sends one request and reports its outcome.
 pub trait Worker: Send + 'static {
-    /// Sends one request; `Ok` when the server answered with status OK.
-    fn call(&mut self) -> BoxFuture<'_, Result<(), tonic::Status>>;
+    /// Sends one request. `Err` is a failure, counted by gRPC code.
+    fn call(&mut self) -> BoxFuture<'_, Result<Outcome, tonic::Status>>;
 }
 
 /// Builds the worker of client `index` (0-based).
@@ -83,6 +101,7 @@ struct Shared {
     /// Counts including warm-up, for the progress line.
     ok: AtomicU64,
     failed: AtomicU64,
+    rejected: AtomicU64,
     cancel: CancellationToken,
 }
 
@@ -93,6 +112,9 @@ struct WorkerStats {
     errors: BTreeMap<&'static str, u64>,
     /// The first error message seen per code, to tell one ALREADY_EXISTS from another.
     samples: BTreeMap<&'static str, String>,
+    /// Expected refusals by code, and their latency.
+    rejected: BTreeMap<&'static str, u64>,
+    rejected_histogram: Histogram<u64>,
 }
 
 impl WorkerStats {
@@ -102,23 +124,33 @@ impl WorkerStats {
             ok: 0,
             errors: BTreeMap::new(),
             samples: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+            rejected_histogram: report::new_histogram(),
         }
     }
 
     fn merge(&mut self, other: &Self) {
-        // Same bounds on both sides, so adding cannot fail; saturate rather than panic anyway.
-        if self.histogram.add(&other.histogram).is_err() {
-            for v in other.histogram.iter_recorded() {
-                self.histogram
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
-            }
-        }
+        merge_histogram(&mut self.histogram, &other.histogram);
+        merge_histogram(&mut self.rejected_histogram, &other.rejected_histogram);
         self.ok += other.ok;
         for (code, n) in &other.errors {
             *self.errors.entry(code).or_default() += n;
         }
+        for (code, n) in &other.rejected {
+            *self.rejected.entry(code).or_default() += n;
+        }
         for (code, message) in &other.samples {
             self.samples.entry(code).or_insert_with(|| message.clone());
+        }
+    }
+}
+
+/// Adds `from` into `into`. Same bounds on both sides, so adding cannot fail; saturate rather
+/// than panic anyway.
+fn merge_histogram(into: &mut Histogram<u64>, from: &Histogram<u64>) {
+    if into.add(from).is_err() {
+        for v in from.iter_recorded() {
+            into.saturating_record_n(v.value_iterated_to(), v.count_at_value());
         }
     }
 }
@@ -138,6 +170,7 @@ pub async fn run_phase(phase: &Phase, load: &Load, cancel: &CancellationToken) -
         next_ticket: AtomicU64::new(0),
         ok: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        rejected: AtomicU64::new(0),
         cancel: cancel.child_token(),
     });
 
@@ -191,12 +224,20 @@ pub async fn run_phase(phase: &Phase, load: &Load, cancel: &CancellationToken) -
         .into_iter()
         .map(|(c, m)| (c.to_owned(), m))
         .collect();
+    let rejected: BTreeMap<String, u64> = stats
+        .rejected
+        .iter()
+        .map(|(c, n)| ((*c).to_owned(), *n))
+        .collect();
+    let rejected_count: u64 = rejected.values().sum();
     PhaseReport {
         name: phase.name.to_owned(),
-        requests: stats.ok + failed,
+        requests: stats.ok + failed + rejected_count,
         ok: stats.ok,
         errors,
         error_samples,
+        rejected,
+        rejected_latency_ms: report::latency_ms(&stats.rejected_histogram),
         seconds,
         throughput_rps: if seconds > 0.0 {
             stats.ok as f64 / seconds
@@ -238,25 +279,34 @@ async fn client_loop(mut worker: Box<dyn Worker>, shared: Arc<Shared>) -> Worker
         }
         let began = due.unwrap_or(now);
         let outcome = match tokio::time::timeout(shared.request_timeout, worker.call()).await {
-            Ok(Ok(())) => None,
-            Ok(Err(status)) => Some((status.code(), status.message().to_owned())),
-            Err(_) => Some((
+            Ok(Ok(Outcome::Ok)) => Ok(None),
+            Ok(Ok(Outcome::Rejected(status))) => Ok(Some(status.code())),
+            Ok(Ok(Outcome::Done)) => break,
+            Ok(Err(status)) => Err((status.code(), status.message().to_owned())),
+            Err(_) => Err((
                 tonic::Code::DeadlineExceeded,
                 format!("no answer within {:?}", shared.request_timeout),
             )),
         };
-        let micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let micros = u64::try_from(began.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         match outcome {
-            None => shared.ok.fetch_add(1, Ordering::Relaxed),
-            Some(_) => shared.failed.fetch_add(1, Ordering::Relaxed),
+            Ok(None) => shared.ok.fetch_add(1, Ordering::Relaxed),
+            Ok(Some(_)) => shared.rejected.fetch_add(1, Ordering::Relaxed),
+            Err(_) => shared.failed.fetch_add(1, Ordering::Relaxed),
         };
         if began >= shared.measure_from {
             match outcome {
-                None => {
+                Ok(None) => {
                     stats.ok += 1;
-                    stats.histogram.saturating_record(micros.max(1));
+                    stats.histogram.saturating_record(micros);
                 }
-                Some((code, message)) => {
+                Ok(Some(code)) => {
+                    *stats.rejected.entry(report::code_name(code)).or_default() += 1;
+                    stats.rejected_histogram.saturating_record(micros);
+                }
+                Err((code, message)) => {
                     let name = report::code_name(code);
                     *stats.errors.entry(name).or_default() += 1;
                     stats
@@ -292,19 +342,24 @@ async fn progress_loop(name: &'static str, shared: Arc<Shared>, done: Cancellati
         }
         let ok = shared.ok.load(Ordering::Relaxed);
         let failed = shared.failed.load(Ordering::Relaxed);
+        let rejected = shared.rejected.load(Ordering::Relaxed);
+        let total = ok + failed + rejected;
         let window = now.saturating_duration_since(last_at).as_secs_f64();
         let rps = if window > 0.0 {
-            (ok + failed).saturating_sub(last_total) as f64 / window
+            total.saturating_sub(last_total) as f64 / window
         } else {
             0.0
         };
-        (last_total, last_at) = (ok + failed, now);
+        (last_total, last_at) = (total, now);
         let line = progress_line(
             name,
             now < shared.measure_from,
             now.saturating_duration_since(shared.start),
-            ok,
-            failed,
+            Counts {
+                ok,
+                failed,
+                rejected,
+            },
             rps,
         );
         let mut err = std::io::stderr().lock();
@@ -320,13 +375,21 @@ async fn progress_loop(name: &'static str, shared: Arc<Shared>, done: Cancellati
     }
 }
 
-/// `join: 12.0s  4,213 ok  0 err  351 req/s` (`join (warm-up): ...` before measurement starts).
+/// Requests so far, warm-up included.
+#[derive(Clone, Copy, Debug)]
+pub struct Counts {
+    pub ok: u64,
+    pub failed: u64,
+    pub rejected: u64,
+}
+
+/// `join: 12.0s  4,213 ok  0 err  351 req/s` (`join (warm-up): ...` before measurement starts;
+/// `  12 rejected` after `err` once a phase has expected refusals).
 pub fn progress_line(
     name: &str,
     warming_up: bool,
     elapsed: Duration,
-    ok: u64,
-    failed: u64,
+    counts: Counts,
     rps: f64,
 ) -> String {
     let label = if warming_up {
@@ -334,11 +397,16 @@ pub fn progress_line(
     } else {
         name.to_owned()
     };
+    let rejected = if counts.rejected > 0 {
+        format!("  {} rejected", report::group_thousands(counts.rejected))
+    } else {
+        String::new()
+    };
     format!(
-        "{label}: {:.1}s  {} ok  {} err  {} req/s",
+        "{label}: {:.1}s  {} ok  {} err{rejected}  {} req/s",
         elapsed.as_secs_f64(),
-        report::group_thousands(ok),
-        report::group_thousands(failed),
+        report::group_thousands(counts.ok),
+        report::group_thousands(counts.failed),
         report::group_thousands(rps.max(0.0).round() as u64)
     )
 }
@@ -374,17 +442,29 @@ mod tests {
 
     #[test]
     fn progress_line_format() {
+        let counts = |ok, failed, rejected| Counts {
+            ok,
+            failed,
+            rejected,
+        };
         let line = progress_line(
             "join",
             false,
             Duration::from_millis(12_040),
-            4_213,
-            0,
+            counts(4_213, 0, 0),
             351.2,
         );
         assert_eq!(line, "join: 12.0s  4,213 ok  0 err  351 req/s");
-        let line = progress_line("find", true, Duration::from_secs(1), 10, 2, 12.0);
+        let line = progress_line("find", true, Duration::from_secs(1), counts(10, 2, 0), 12.0);
         assert_eq!(line, "find (warm-up): 1.0s  10 ok  2 err  12 req/s");
+        let line = progress_line(
+            "claim",
+            false,
+            Duration::from_secs(3),
+            counts(5, 0, 1_200),
+            9.0,
+        );
+        assert_eq!(line, "claim: 3.0s  5 ok  0 err  1,200 rejected  9 req/s");
     }
 
     /// A worker that answers after a fixed delay, failing every `fail_every`-th call.
@@ -395,7 +475,7 @@ mod tests {
     }
 
     impl Worker for Fake {
-        fn call(&mut self) -> BoxFuture<'_, Result<(), tonic::Status>> {
+        fn call(&mut self) -> BoxFuture<'_, Result<Outcome, tonic::Status>> {
             self.calls += 1;
             let fail = self.fail_every > 0 && self.calls.is_multiple_of(self.fail_every);
             let delay = self.delay;
@@ -404,10 +484,69 @@ mod tests {
                 if fail {
                     Err(tonic::Status::unavailable("down"))
                 } else {
-                    Ok(())
+                    Ok(Outcome::Ok)
                 }
             })
         }
+    }
+
+    /// Succeeds `stock` times in all (shared by the clients), then rejects `rejections` more
+    /// calls per client as sold out, then has nothing left to do.
+    struct Stock {
+        stock: Arc<AtomicU64>,
+        rejections: u64,
+    }
+
+    impl Worker for Stock {
+        fn call(&mut self) -> BoxFuture<'_, Result<Outcome, tonic::Status>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let took = self
+                    .stock
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                if took.is_ok() {
+                    return Ok(Outcome::Ok);
+                }
+                if self.rejections == 0 {
+                    return Ok(Outcome::Done);
+                }
+                self.rejections -= 1;
+                Ok(Outcome::Rejected(tonic::Status::resource_exhausted(
+                    "sold out",
+                )))
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rejections_are_apart_and_done_ends_the_phase_early() {
+        let stock = Arc::new(AtomicU64::new(100));
+        let phase = Phase {
+            name: "claim",
+            make_worker: Box::new(move |_| {
+                Box::new(Stock {
+                    stock: stock.clone(),
+                    rejections: 3,
+                })
+            }),
+        };
+        let load = Load {
+            clients: 4,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(60),
+            rate: None,
+            request_timeout: Duration::from_secs(1),
+        };
+        let report = run_phase(&phase, &load, &CancellationToken::new()).await;
+        // 4 clients × 10 ms: the 100 succeed in 250 ms, then 3 rejections per client.
+        assert_eq!(report.ok, 100);
+        assert!(report.errors.is_empty(), "{report:?}");
+        assert_eq!(report.rejected.get("RESOURCE_EXHAUSTED"), Some(&12));
+        assert_eq!(report.requests, 112);
+        assert!(report.rejected_latency_ms.is_some());
+        // The window ends when the last client stopped, not after 60 s.
+        assert!((0.27..0.31).contains(&report.seconds), "{}", report.seconds);
+        assert!(report.throughput_rps > 300.0, "{report:?}");
     }
 
     fn fake_phase(delay: Duration, fail_every: u64) -> Phase {

@@ -2,9 +2,10 @@
 //!
 //! Flow of a run: parse the command line (exit 64 on a usage error), connect to the endpoint
 //! (exit 1 if unreachable), let the scenario seed its data (exit 1 if that fails), run each
-//! measured phase through the generic driver, print the table to stdout and, with `--json`,
-//! write the whole result. Progress goes to stderr once a second. Ctrl-C ends the current phase
-//! early, prints what was measured and exits 130.
+//! measured phase through the generic driver, let the scenario check the service's state
+//! against what the run did, print the table and the checks to stdout and, with `--json`, write
+//! the whole result; exit 1 if a check failed. Progress goes to stderr once a second. Ctrl-C
+//! ends the current phase early, skips the checks, prints what was measured and exits 130.
 //!
 //! Modules: [`cli`] (flags), [`connect`] (channels, bearer token), [`driver`] (closed loop and
 //! fixed-rate pacing, warm-up, progress), [`scenario`] (the [`scenario::Scenario`] trait and the
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{Cli, Command, CommonArgs};
 use crate::connect::Pool;
 use crate::driver::Load;
+use crate::report::Verification;
 use crate::report::{RunConfig, RunReport};
 use crate::scenario::Scenario;
 
@@ -110,6 +112,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )]);
             run_scenario(Box::new(scenario), &common, &pool, extra, &cancel).await
         }
+        Command::Points(args) => {
+            let common = args.common;
+            let pool = connect(&common).await?;
+            let options = scenario::points::PointsOptions {
+                seed_members: args.seed_members as usize,
+                seed_amount_krw: args.seed_amount_krw,
+                spend_points: args.spend_points,
+            };
+            let scenario = scenario::points::PointsScenario::new(pool.clone(), options);
+            let extra = BTreeMap::from([
+                (
+                    "seed_members".to_owned(),
+                    serde_json::json!(args.seed_members),
+                ),
+                (
+                    "seed_amount_krw".to_owned(),
+                    serde_json::json!(args.seed_amount_krw),
+                ),
+                (
+                    "spend_points".to_owned(),
+                    serde_json::json!(args.spend_points),
+                ),
+            ]);
+            run_scenario(Box::new(scenario), &common, &pool, extra, &cancel).await
+        }
+        Command::Coupon(args) => {
+            let common = args.common;
+            let pool = connect(&common).await?;
+            let options = scenario::coupon::CouponOptions {
+                quantity: args.quantity,
+                repeat_percent: args.repeat_percent,
+                claim_after_sold_out: args.claim_after_sold_out,
+            };
+            let scenario = scenario::coupon::CouponScenario::new(pool.clone(), options);
+            let extra = BTreeMap::from([
+                ("quantity".to_owned(), serde_json::json!(args.quantity)),
+                (
+                    "repeat_percent".to_owned(),
+                    serde_json::json!(args.repeat_percent),
+                ),
+                (
+                    "claim_after_sold_out".to_owned(),
+                    serde_json::json!(args.claim_after_sold_out),
+                ),
+            ]);
+            run_scenario(Box::new(scenario), &common, &pool, extra, &cancel).await
+        }
     }
 }
 
@@ -178,6 +227,20 @@ async fn run_scenario(
     }
 
     print!("{}", report::render_table(&phases));
+    // A check that cannot run still leaves the measurements written (below), then fails.
+    let (verification, verify_error) = if cancel.is_cancelled() {
+        (Verification::default(), None)
+    } else {
+        eprintln!("checking ...");
+        tokio::select! {
+            checked = scenario.verify(&phases) => match checked {
+                Ok(verification) => (verification, None),
+                Err(error) => (Verification::default(), Some(error)),
+            },
+            () = cancel.cancelled() => (Verification::default(), None),
+        }
+    };
+    print!("{}", report::render_verification(&verification));
     let run = RunReport {
         tool: env!("CARGO_PKG_NAME"),
         version: env!("CARGO_PKG_VERSION"),
@@ -200,6 +263,7 @@ async fn run_scenario(
         },
         seed,
         phases,
+        verification,
     };
     if let Some(path) = &common.json {
         report::write_json(path, &run)?;
@@ -208,7 +272,19 @@ async fn run_scenario(
     if cancel.is_cancelled() {
         return Err(Interrupted.into());
     }
-    if let Some(dead) = run.phases.iter().find(|p| p.ok == 0 && p.requests > 0) {
+    if let Some(error) = verify_error {
+        return Err(error);
+    }
+    let failed = run.verification.failed();
+    if !failed.is_empty() {
+        bail!("consistency check failed: {}", failed.join(", "));
+    }
+    // A phase of only expected refusals (a sold-out rush) did what it should.
+    if let Some(dead) = run
+        .phases
+        .iter()
+        .find(|p| p.ok == 0 && p.rejected_count() == 0 && p.requests > 0)
+    {
         let codes: Vec<String> = dead
             .errors
             .iter()

@@ -2,7 +2,10 @@
 //!
 //! Latency is recorded in microseconds into an HdrHistogram with 3 significant digits and shown
 //! in milliseconds. Only successful requests go into the histogram (a fast failure would make the
-//! percentiles look better); failures are counted by gRPC code.
+//! percentiles look better); failures are counted by gRPC code. Refusals the scenario expects
+//! (sold out, per-member limit) are neither: they are counted by code with a histogram of their
+//! own. After the phases a scenario may check what the service holds against what the run did
+//! ([`Verification`]); a failed check fails the run.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -59,6 +62,10 @@ pub struct PhaseReport {
     pub errors: BTreeMap<String, u64>,
     /// The first error message seen for each code in `errors` (one line, shortened).
     pub error_samples: BTreeMap<String, String>,
+    /// Expected refusals by gRPC code name (not failures; not in `ok` nor `errors`).
+    pub rejected: BTreeMap<String, u64>,
+    /// Latency of the expected refusals; `None` when there was none.
+    pub rejected_latency_ms: Option<LatencyMs>,
     /// Length of the measured window in seconds.
     pub seconds: f64,
     /// Successful requests per second over the measured window.
@@ -77,6 +84,66 @@ impl PhaseReport {
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
+
+    /// Total expected refusals.
+    pub fn rejected_count(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// One consistency check of the service's state against what the run did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    /// What was compared, with the figures.
+    pub detail: String,
+}
+
+impl Check {
+    /// A check that passes when `passed`.
+    pub fn new(name: &str, passed: bool, detail: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            passed,
+            detail,
+        }
+    }
+}
+
+/// What a scenario found after its phases: checks (which fail the run) and figures worth
+/// keeping (counts the run made, when a coupon sold out).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Verification {
+    pub checks: Vec<Check>,
+    pub facts: BTreeMap<String, serde_json::Value>,
+}
+
+impl Verification {
+    /// The names of the checks that failed.
+    pub fn failed(&self) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+}
+
+/// `check <name>: ok|FAILED: <detail>` per check, then `<fact>: <value>` per fact.
+pub fn render_verification(verification: &Verification) -> String {
+    let mut out = String::new();
+    for check in &verification.checks {
+        let verdict = if check.passed { "ok" } else { "FAILED" };
+        out.push_str(&format!(
+            "check {}: {verdict}: {}\n",
+            check.name, check.detail
+        ));
+    }
+    for (name, value) in &verification.facts {
+        out.push_str(&format!("{name}: {value}\n"));
+    }
+    out
 }
 
 /// What the seed step created.
@@ -116,6 +183,8 @@ pub struct RunReport {
     pub config: RunConfig,
     pub seed: SeedReport,
     pub phases: Vec<PhaseReport>,
+    /// Checks after the phases (empty for scenarios without any, or after Ctrl-C).
+    pub verification: Verification,
 }
 
 /// Writes `report` as pretty JSON to `path`, creating parent directories.
@@ -191,6 +260,25 @@ pub fn render_table(phases: &[PhaseReport]) -> String {
         for (code, message) in &p.error_samples {
             out.push_str(&format!("  {code} e.g. \"{message}\"\n"));
         }
+    }
+    for p in phases.iter().filter(|p| !p.rejected.is_empty()) {
+        let detail: Vec<String> = p
+            .rejected
+            .iter()
+            .map(|(code, n)| format!("{code} {}", group_thousands(*n)))
+            .collect();
+        let latency = p.rejected_latency_ms.map_or_else(String::new, |l| {
+            format!(
+                " (p50 {} ms, p99 {} ms)",
+                format_ms(l.p50),
+                format_ms(l.p99)
+            )
+        });
+        out.push_str(&format!(
+            "{} rejected as expected: {}{latency}\n",
+            p.name,
+            detail.join(", ")
+        ));
     }
     for p in phases {
         if let (Some(target), Some(scheduled)) = (p.target_rps, p.scheduled) {
@@ -296,6 +384,8 @@ mod tests {
             target_rps: None,
             scheduled: None,
             latency_ms: latency,
+            rejected: BTreeMap::new(),
+            rejected_latency_ms: None,
         }
     }
 
@@ -411,6 +501,46 @@ mod tests {
     }
 
     #[test]
+    fn rejections_get_their_own_line() {
+        let mut p = phase("claim", 1_300, &[], None);
+        p.rejected = BTreeMap::from([
+            ("ALREADY_EXISTS".to_owned(), 12),
+            ("RESOURCE_EXHAUSTED".to_owned(), 1_288),
+        ]);
+        p.rejected_latency_ms = Some(LatencyMs {
+            p50: 0.5,
+            p95: 0.9,
+            p99: 1.25,
+            max: 3.0,
+            mean: 0.6,
+        });
+        assert_eq!(p.rejected_count(), 1_300);
+        let table = render_table(&[p]);
+        assert_eq!(
+            table.lines().last(),
+            Some(
+                "claim rejected as expected: ALREADY_EXISTS 12, RESOURCE_EXHAUSTED 1,288 (p50 0.50 ms, p99 1.25 ms)"
+            )
+        );
+    }
+
+    #[test]
+    fn verification_lines() {
+        let v = Verification {
+            checks: vec![
+                Check::new("issued", true, "1,000 of 1,000".into()),
+                Check::new("balances", false, "2 of 10 differ".into()),
+            ],
+            facts: BTreeMap::from([("sold_out".to_owned(), serde_json::json!(true))]),
+        };
+        assert_eq!(v.failed(), ["balances"]);
+        assert_eq!(
+            render_verification(&v),
+            "check issued: ok: 1,000 of 1,000\ncheck balances: FAILED: 2 of 10 differ\nsold_out: true\n"
+        );
+    }
+
+    #[test]
     fn table_without_successes_shows_dashes() {
         let table = render_table(&[phase("find", 5, &[("UNAVAILABLE", 5)], None)]);
         let row = table.lines().nth(1).expect("row");
@@ -438,6 +568,10 @@ mod tests {
             },
             seed: SeedReport::default(),
             phases: vec![phase("join", 10, &[("ALREADY_EXISTS", 1)], None)],
+            verification: Verification {
+                checks: vec![Check::new("c", true, "d".into())],
+                facts: BTreeMap::new(),
+            },
         };
         let dir = std::env::temp_dir().join(format!("spharos-loadtest-{}", uuid::Uuid::new_v4()));
         let path = dir.join("nested/out.json");
@@ -447,6 +581,8 @@ mod tests {
         assert_eq!(value["phases"][0]["errors"]["ALREADY_EXISTS"], 1);
         assert_eq!(value["phases"][0]["latency_ms"], serde_json::Value::Null);
         assert_eq!(value["config"]["scenario"]["seed_members"], 200);
+        assert_eq!(value["phases"][0]["rejected"], serde_json::json!({}));
+        assert_eq!(value["verification"]["checks"][0]["passed"], true);
         std::fs::remove_dir_all(dir).expect("cleanup");
     }
 

@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: release builds of `spharos` measured from the outside (start-up time and
-//! idle memory; the member scenario driven by `spharos-loadtest`). Results land in
-//! `target/bench/*.json` under the workspace.
+//! idle memory; the member, points and coupon scenarios driven by `spharos-loadtest`). Results
+//! land in `target/bench/*.json` under the workspace.
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -37,6 +37,30 @@ pub enum BenchTask {
         after_help = "Example:\n  cargo xtask bench member --clients 32 --duration 30 --postgres"
     )]
     Member(MemberArgs),
+    /// Drive the points service with `spharos-loadtest points`.
+    #[command(
+        long_about = "Build `spharos` and `spharos-loadtest` in release, start `spharos serve --target all` \
+                      in a temp dir (embedded SQLite and in-process bus, or PostgreSQL and NATS \
+                      JetStream with --postgres; the points module resolves members through the \
+                      member module in the same process), mint a token for a new tenant with the \
+                      points:admin permission (the scenario sets the tenant's points policy), run \
+                      `spharos-loadtest points` (phases earn, spend, balance, pos-mixed, then the \
+                      balance check) against the gRPC port, and stop the server. The load generator \
+                      writes target/bench/points.json.",
+        after_help = "Examples:\n  cargo xtask bench points --postgres --clients 32 --duration 10\n  cargo xtask bench points --postgres --clients 1 --duration 10 --seed-members 1000"
+    )]
+    Points(PointsArgs),
+    /// Drive the coupon service with `spharos-loadtest coupon`.
+    #[command(
+        long_about = "Build `spharos` and `spharos-loadtest` in release, start `spharos serve --target all` \
+                      in a temp dir (embedded, or PostgreSQL and NATS JetStream with --postgres), \
+                      mint a token for a new tenant, run `spharos-loadtest coupon` (a claim rush on \
+                      a template of --quantity coupons, one per member, then validate and redeem, \
+                      then the issued-count check) against the gRPC port, and stop the server. The \
+                      load generator writes target/bench/coupon.json.",
+        after_help = "Examples:\n  cargo xtask bench coupon --postgres --clients 32 --duration 10 --quantity 5000\n  cargo xtask bench coupon --postgres --clients 1 --duration 10 --quantity 2000"
+    )]
+    Coupon(CouponArgs),
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +72,32 @@ pub struct StartupArgs {
 
 #[derive(Debug, Args)]
 pub struct MemberArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PointsArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Members the scenario signs up and spreads its calls over (loadtest default when unset).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    seed_members: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct CouponArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Coupons of the claimed template; pick it so the rush sells out within --duration
+    /// (loadtest default when unset).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    quantity: Option<u64>,
+}
+
+/// What every loadtest-driven bench takes.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
     /// Concurrent gRPC clients.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     clients: u32,
@@ -63,7 +113,22 @@ pub struct MemberArgs {
 pub fn run(task: BenchTask) -> Result<()> {
     match task {
         BenchTask::Startup(args) => startup(&args),
-        BenchTask::Member(args) => member(&args),
+        BenchTask::Member(args) => loadtest_bench("member", &args.load, &[], &[]),
+        BenchTask::Points(args) => {
+            let mut extra = Vec::new();
+            if let Some(n) = args.seed_members {
+                extra.extend(["--seed-members".to_owned(), n.to_string()]);
+            }
+            // The scenario sets the tenant's points policy, a points:admin operation.
+            loadtest_bench("points", &args.load, &["points:admin"], &extra)
+        }
+        BenchTask::Coupon(args) => {
+            let mut extra = Vec::new();
+            if let Some(n) = args.quantity {
+                extra.extend(["--quantity".to_owned(), n.to_string()]);
+            }
+            loadtest_bench("coupon", &args.load, &[], &extra)
+        }
     }
 }
 
@@ -132,7 +197,14 @@ fn startup(args: &StartupArgs) -> Result<()> {
     Ok(())
 }
 
-fn member(args: &MemberArgs) -> Result<()> {
+/// Runs `spharos-loadtest <scenario>` against a fresh release `spharos serve`, with a token of a
+/// new tenant holding `permissions`; `extra` goes to the load generator as is.
+fn loadtest_bench(
+    scenario: &str,
+    args: &LoadArgs,
+    permissions: &[&str],
+    extra: &[String],
+) -> Result<()> {
     build_release(&["spharos", "spharos-loadtest"])?;
     let bin = release_bin("spharos")?;
     let loadtest = release_bin("spharos-loadtest")?;
@@ -161,27 +233,29 @@ fn member(args: &MemberArgs) -> Result<()> {
     );
 
     let tenant = uuid::Uuid::new_v4();
-    let token = mint_token(&bin, work.path(), &config, tenant)?;
+    let token = mint_token(&bin, work.path(), &config, tenant, permissions)?;
     eprintln!("xtask: minted a token for tenant {tenant}");
 
-    let report = sys::workspace_root().join("target/bench/member.json");
+    let report = sys::workspace_root().join(format!("target/bench/{scenario}.json"));
     if let Some(dir) = report.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let endpoint = format!("http://{}", server.grpc);
     let mut cmd = Command::new(&loadtest);
-    cmd.arg("member")
+    cmd.arg(scenario)
         .args(["--endpoint", &endpoint, "--token", &token])
         .args(["--clients", &args.clients.to_string()])
         .args(["--duration", &args.duration.to_string()])
+        .args(extra)
         .arg("--json")
         .arg(&report)
         .stdin(Stdio::null());
     eprintln!(
-        "xtask: running {} member --endpoint {endpoint} --clients {} --duration {} --json {}",
+        "xtask: running {} {scenario} --endpoint {endpoint} --clients {} --duration {} {}--json {}",
         loadtest.display(),
         args.clients,
         args.duration,
+        extra.iter().map(|a| format!("{a} ")).collect::<String>(),
         report.display()
     );
     let load = sys::run_foreground(&mut cmd);
@@ -198,7 +272,10 @@ fn member(args: &MemberArgs) -> Result<()> {
 
     let load = load?;
     if !load.success() {
-        bail!("spharos-loadtest failed ({load})");
+        bail!(
+            "spharos-loadtest failed ({load})\n--- end of the spharos log:\n{}",
+            sys::tail(&server.log, 20)
+        );
     }
     eprintln!("xtask: wrote {}", report.display());
     Ok(())
@@ -276,11 +353,20 @@ fn spharos_command(bin: &Path, dir: &Path) -> Command {
     cmd
 }
 
-fn mint_token(bin: &Path, dir: &Path, config: &BenchConfig, tenant: uuid::Uuid) -> Result<String> {
+fn mint_token(
+    bin: &Path,
+    dir: &Path,
+    config: &BenchConfig,
+    tenant: uuid::Uuid,
+    permissions: &[&str],
+) -> Result<String> {
     let mut cmd = spharos_command(bin, dir);
     cmd.args(["tenant", "token", "--config"])
         .arg(&config.path)
         .args(["--tenant", &tenant.to_string()]);
+    for permission in permissions {
+        cmd.args(["--permission", permission]);
+    }
     let out = sys::output_checked(&mut cmd).context("cannot mint a tenant token")?;
     out.lines()
         .map(str::trim)
@@ -303,7 +389,9 @@ impl Server {
         let log = dir.join("spharos.log");
         let log_file = File::create(&log).context("cannot create the server log")?;
         let mut cmd = spharos_command(bin, dir);
-        cmd.args(["serve", "--config"])
+        // `all` is the default; named so the points module always finds the member service
+        // (it resolves members over gRPC at this process's own port) whatever the default.
+        cmd.args(["serve", "--target", "all", "--config"])
             .arg(&config.path)
             .stdout(
                 log_file

@@ -7,6 +7,9 @@
 //!   idempotency key), so it measures the full write path (PII encryption, blind index, card
 //!   number, outbox event);
 //! * `find`: `FindMember` by the card number of a random seeded member (the POS read path).
+//!
+//! The seed steps ([`create_store`], [`seed_members`]) are shared with the points scenario,
+//! which needs real members too.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +27,7 @@ use spharos_proto::member::{
 
 use super::{Scenario, status_line};
 use crate::connect::{MemberClient, Pool};
-use crate::driver::{Phase, Worker};
+use crate::driver::{Outcome, Phase, Worker};
 use crate::phone::PhoneGen;
 use crate::report::SeedReport;
 
@@ -65,41 +68,12 @@ impl Scenario for MemberScenario {
     fn seed(&mut self) -> BoxFuture<'_, anyhow::Result<SeedReport>> {
         Box::pin(async move {
             let started = Instant::now();
-            let code = format!(
-                "LT-{}",
-                &uuid::Uuid::new_v4().simple().to_string()[..10].to_uppercase()
-            );
-            let request = CreateStoreRequest {
-                code: code.clone(),
-                name: "부하테스트 매장".into(),
-                region: "서울".into(),
-                trade_area: "강남역".into(),
-                status: StoreStatus::Open as i32,
-            };
-            let store = self
-                .pool
-                .member(0)
-                .create_store(request)
-                .await
-                .map_err(|s| anyhow!("seed: CreateStore failed: {}", status_line(&s)))?
-                .into_inner()
-                .store
-                .context("seed: CreateStore answered without a store")?;
-            if store.store_id.is_empty() {
-                bail!("seed: CreateStore answered with an empty store_id");
-            }
-            let store_id: Arc<str> = Arc::from(store.store_id.as_str());
+            let store = create_store(&self.pool).await?;
+            let members =
+                seed_members(&self.pool, &self.phones, &store.id, self.seed_members).await?;
 
-            let pool = &self.pool;
-            let phones = &self.phones;
-            let cards: Vec<String> = futures::stream::iter(0..self.seed_members)
-                .map(|i| seed_member(pool.member(i), phones, &store_id))
-                .buffer_unordered(SEED_CONCURRENCY)
-                .try_collect()
-                .await?;
-
-            self.store_id = store_id;
-            self.cards = Arc::from(cards);
+            self.store_id = Arc::from(store.id.as_str());
+            self.cards = members.into_iter().map(|m| m.card).collect();
             let mut report = SeedReport {
                 seconds: started.elapsed().as_secs_f64(),
                 ..SeedReport::default()
@@ -108,8 +82,8 @@ impl Scenario for MemberScenario {
             report
                 .created
                 .insert("members".into(), self.cards.len() as u64);
-            report.ids.insert("store_id".into(), store.store_id);
-            report.ids.insert("store_code".into(), code);
+            report.ids.insert("store_id".into(), store.id);
+            report.ids.insert("store_code".into(), store.code);
             Ok(report)
         })
     }
@@ -145,6 +119,66 @@ impl Scenario for MemberScenario {
     }
 }
 
+/// A store the seed created.
+#[derive(Clone, Debug)]
+pub struct SeededStore {
+    pub id: String,
+    /// `LT-` and ten random characters; the points scenario earns at this store code.
+    pub code: String,
+}
+
+/// A member the seed signed up.
+#[derive(Clone, Debug)]
+pub struct SeededMember {
+    pub id: String,
+    pub card: String,
+}
+
+/// Creates one open store with a random `LT-...` code through `CreateStore`.
+pub async fn create_store(pool: &Pool) -> anyhow::Result<SeededStore> {
+    let code = format!(
+        "LT-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10].to_uppercase()
+    );
+    let request = CreateStoreRequest {
+        code: code.clone(),
+        name: "부하테스트 매장".into(),
+        region: "서울".into(),
+        trade_area: "강남역".into(),
+        status: StoreStatus::Open as i32,
+    };
+    let store = pool
+        .member(0)
+        .create_store(request)
+        .await
+        .map_err(|s| anyhow!("seed: CreateStore failed: {}", status_line(&s)))?
+        .into_inner()
+        .store
+        .context("seed: CreateStore answered without a store")?;
+    if store.store_id.is_empty() {
+        bail!("seed: CreateStore answered with an empty store_id");
+    }
+    Ok(SeededStore {
+        id: store.store_id,
+        code,
+    })
+}
+
+/// Signs up `count` members at `store_id` through `JoinMember`, [`SEED_CONCURRENCY`] at a
+/// time, in no particular order.
+pub async fn seed_members(
+    pool: &Pool,
+    phones: &PhoneGen,
+    store_id: &str,
+    count: usize,
+) -> anyhow::Result<Vec<SeededMember>> {
+    futures::stream::iter(0..count)
+        .map(|i| seed_member(pool.member(i), phones, store_id))
+        .buffer_unordered(SEED_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
 /// A sign-up request for a new member at `store_id`.
 fn join_request(phone: String, store_id: &str) -> JoinMemberRequest {
     JoinMemberRequest {
@@ -158,27 +192,32 @@ fn join_request(phone: String, store_id: &str) -> JoinMemberRequest {
     }
 }
 
-/// Signs up one seed member and returns its card number; retries with another phone number
-/// when the drawn one is taken.
+/// Signs up one seed member; retries with another phone number when the drawn one is taken.
 async fn seed_member(
     mut client: MemberClient,
     phones: &PhoneGen,
     store_id: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<SeededMember> {
     for _ in 0..SEED_ATTEMPTS {
         let phone = phones
             .next_phone()
             .context("seed: ran out of phone numbers")?;
         match client.join_member(join_request(phone, store_id)).await {
             Ok(response) => {
+                let response = response.into_inner();
+                let member = response
+                    .member
+                    .context("seed: JoinMember answered without a member")?;
                 let card = response
-                    .into_inner()
                     .card
                     .context("seed: JoinMember answered without a card")?;
-                if card.card_number.is_empty() {
-                    bail!("seed: JoinMember answered with an empty card number");
+                if member.member_id.is_empty() || card.card_number.is_empty() {
+                    bail!("seed: JoinMember answered with an empty member id or card number");
                 }
-                return Ok(card.card_number);
+                return Ok(SeededMember {
+                    id: member.member_id,
+                    card: card.card_number,
+                });
             }
             Err(status) if status.code() == tonic::Code::AlreadyExists => {}
             Err(status) => bail!("seed: JoinMember failed: {}", status_line(&status)),
@@ -195,7 +234,7 @@ struct JoinWorker {
 }
 
 impl Worker for JoinWorker {
-    fn call(&mut self) -> BoxFuture<'_, Result<(), tonic::Status>> {
+    fn call(&mut self) -> BoxFuture<'_, Result<Outcome, tonic::Status>> {
         Box::pin(async move {
             let phone = self.phones.next_phone().ok_or_else(|| {
                 tonic::Status::resource_exhausted("loadtest ran out of phone numbers")
@@ -203,7 +242,7 @@ impl Worker for JoinWorker {
             self.client
                 .join_member(join_request(phone, &self.store_id))
                 .await
-                .map(drop)
+                .map(|_| Outcome::Ok)
         })
     }
 }
@@ -216,7 +255,7 @@ struct FindWorker {
 }
 
 impl Worker for FindWorker {
-    fn call(&mut self) -> BoxFuture<'_, Result<(), tonic::Status>> {
+    fn call(&mut self) -> BoxFuture<'_, Result<Outcome, tonic::Status>> {
         Box::pin(async move {
             if self.cards.is_empty() {
                 return Err(tonic::Status::failed_precondition("no seeded cards"));
@@ -226,7 +265,7 @@ impl Worker for FindWorker {
                 key: Some(find_member_request::Key::CardNumber(card)),
                 unmask: None,
             };
-            self.client.find_member(request).await.map(drop)
+            self.client.find_member(request).await.map(|_| Outcome::Ok)
         })
     }
 }
