@@ -1,6 +1,7 @@
 //! Developer and CI entry points for the Spharos workspace. `cargo xtask test` runs the whole
 //! suite against a real PostgreSQL and NATS JetStream (found locally or started as throwaways);
-//! `cargo xtask bench ...` measures release builds of `spharos` from the outside.
+//! `cargo xtask bench ...` measures release builds of `spharos` from the outside; `cargo xtask
+//! crdgen` regenerates the operator's CRD YAML.
 #![forbid(unsafe_code)]
 
 mod bench;
@@ -19,8 +20,8 @@ const EXIT_USAGE: u8 = 64;
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "Spharos developer and CI tasks: the one test entry and the benchmarks.",
-    after_help = "Example:\n  cargo xtask test"
+    about = "Spharos developer and CI tasks: the one test entry, the benchmarks, the CRD generator.",
+    after_help = "Examples:\n  cargo xtask test\n  cargo xtask bench points --postgres --clients 32\n  cargo xtask crdgen"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,11 +42,66 @@ enum Task {
     )]
     Test(TestArgs),
     /// Benchmarks of the release `spharos` binary (results in target/bench/).
-    #[command(after_help = "Example:\n  cargo xtask bench startup")]
+    #[command(
+        after_help = "Examples:\n  cargo xtask bench startup\n  cargo xtask bench member --postgres --clients 32\n  cargo xtask bench points --postgres --clients 32 --duration 10\n  cargo xtask bench coupon --postgres --clients 32 --duration 10 --quantity 5000"
+    )]
     Bench {
         #[command(subcommand)]
         task: bench::BenchTask,
     },
+    /// Regenerate the MembershipTenant CRD YAML from the operator's Rust types.
+    #[command(
+        long_about = "Regenerate charts/spharos/crds/membershiptenants.yaml from the Rust types of \
+                      the operator (`cargo run -p spharos-operator --bin crdgen`). With --check, \
+                      only compare and fail when the file has drifted (the test suite checks the \
+                      same).",
+        after_help = "Examples:\n  cargo xtask crdgen\n  cargo xtask crdgen --check"
+    )]
+    Crdgen {
+        /// Compare instead of writing; exit 1 when the checked-in YAML differs.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+/// Where the generated CRD lives (the chart installs it from there).
+const CRD_PATH: &str = "charts/spharos/crds/membershiptenants.yaml";
+
+/// `cargo xtask crdgen [--check]`.
+fn crdgen(check: bool) -> Result<ExitCode> {
+    let mut cmd = Command::new(sys::cargo());
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "spharos-operator",
+        "--bin",
+        "crdgen",
+    ])
+    .current_dir(sys::workspace_root())
+    .stderr(Stdio::inherit());
+    eprintln!("xtask: {}", sys::describe(&cmd));
+    let out = cmd.output()?;
+    if !out.status.success() {
+        anyhow::bail!("crdgen failed ({})", out.status);
+    }
+    let path = sys::workspace_root().join(CRD_PATH);
+    let current = std::fs::read(&path).unwrap_or_default();
+    if check {
+        if current == out.stdout {
+            eprintln!("xtask: {CRD_PATH} is up to date");
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("xtask: {CRD_PATH} has drifted from the Rust types; run `cargo xtask crdgen`");
+        return Ok(ExitCode::FAILURE);
+    }
+    if current == out.stdout {
+        eprintln!("xtask: {CRD_PATH} unchanged");
+    } else {
+        std::fs::write(&path, &out.stdout)?;
+        eprintln!("xtask: wrote {CRD_PATH}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +134,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Test(args) => test(&args),
         Task::Bench { task } => bench::run(task).map(|()| ExitCode::SUCCESS),
+        Task::Crdgen { check } => crdgen(check),
     };
     match result {
         Ok(code) => code,
