@@ -108,6 +108,11 @@ pub struct LoadArgs {
     /// instead of the embedded SQLite and in-process bus.
     #[arg(long)]
     postgres: bool,
+    /// With --postgres: first measure pgbench's TPC-B-like transactions at the same client count
+    /// on the same PostgreSQL (a scratch database, scale = clients), then print every phase's
+    /// throughput as a ratio of it (the load-test issue's targets are such ratios).
+    #[arg(long, requires = "postgres")]
+    baseline: bool,
 }
 
 pub fn run(task: BenchTask) -> Result<()> {
@@ -214,6 +219,11 @@ fn loadtest_bench(
     } else {
         None
     };
+    // Measured before the server starts, so the two never share the cores.
+    let baseline_tps = match (&backends, args.baseline) {
+        (Some(b), true) => Some(pgbench_tpcb(&b.database_url, args.clients, args.duration)?),
+        _ => None,
+    };
     let database = match &backends {
         Some(b) => Some(BenchDatabase::create(&b.database_url)?),
         None => None,
@@ -278,6 +288,72 @@ fn loadtest_bench(
         );
     }
     eprintln!("xtask: wrote {}", report.display());
+    if let Some(tps) = baseline_tps {
+        print_ratios(&report, tps, args.clients)?;
+    }
+    Ok(())
+}
+
+/// pgbench's built-in TPC-B-like script (5 statements, one commit) against a scratch database:
+/// the transactions per second PostgreSQL itself sustains at `clients` on this machine.
+fn pgbench_tpcb(admin_url: &str, clients: u32, duration: u32) -> Result<f64> {
+    let pgbench = services::find_pg_tool("pgbench")
+        .context("pgbench not found (Debian package postgresql-client or postgresql-contrib)")?;
+    let db = BenchDatabase::create(admin_url)?;
+    // Scale = clients, so clients do not queue on the same branch row (as TPC-B intends).
+    let mut init = Command::new(&pgbench);
+    init.args(["-i", "-q", "-s", &clients.max(1).to_string()])
+        .arg(&db.url)
+        .stdout(Stdio::null());
+    eprintln!("xtask: pgbench baseline: {}", sys::describe(&init));
+    sys::run_checked(&mut init)?;
+    let mut run = Command::new(&pgbench);
+    run.args(["-n", "-b", "tpcb-like"])
+        .args(["-c", &clients.to_string()])
+        .args(["-j", &clients.min(2).to_string()])
+        .args(["-T", &duration.to_string()])
+        .arg(&db.url);
+    eprintln!("xtask: pgbench baseline: {}", sys::describe(&run));
+    let out = run.output().context("cannot run pgbench")?;
+    if !out.status.success() {
+        bail!(
+            "pgbench failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tps = parse_pgbench_tps(&text)
+        .with_context(|| format!("no `tps = ...` line in pgbench's output:\n{text}"))?;
+    eprintln!("xtask: pgbench baseline: {tps:.1} TPC-B-like transactions/s at {clients} clients");
+    Ok(tps)
+}
+
+/// `tps = 1234.567890 (without initial connection time)` → 1234.56789.
+fn parse_pgbench_tps(output: &str) -> Option<f64> {
+    output
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("tps = "))
+        .find_map(|l| l["tps = ".len()..].split_whitespace().next()?.parse().ok())
+}
+
+/// One line per phase of the loadtest report: its throughput against the baseline.
+fn print_ratios(report: &Path, tps: f64, clients: u32) -> Result<()> {
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(report).with_context(|| format!("cannot read {}", report.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", report.display()))?;
+    println!("\nthroughput against pgbench TPC-B-like at {clients} clients ({tps:.1} tps):");
+    for phase in json["phases"].as_array().into_iter().flatten() {
+        let name = phase["name"].as_str().unwrap_or("?");
+        let rps = phase["throughput_rps"].as_f64().unwrap_or(0.0);
+        let p99 = phase["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "  {name:<10} {rps:>9.1} req/s = {:>5.2} x baseline, p99 {p99:.1} ms",
+            rps / tps
+        );
+    }
     Ok(())
 }
 
@@ -587,6 +663,16 @@ fn unix_time() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pgbench_tps_is_read_from_its_report() {
+        let out = "transaction type: <builtin: TPC-B (sort of)>\nscaling factor: 32\n\
+                   number of clients: 32\nlatency average = 21.3 ms\n\
+                   initial connection time = 40.1 ms\n\
+                   tps = 1502.734512 (without initial connection time)\n";
+        assert_eq!(parse_pgbench_tps(out), Some(1502.734512));
+        assert_eq!(parse_pgbench_tps("no numbers here"), None);
+    }
 
     #[test]
     fn median_of_odd_and_even() {

@@ -190,7 +190,7 @@ fn pg_bin_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-fn find_pg_tool(name: &str) -> Option<PathBuf> {
+pub fn find_pg_tool(name: &str) -> Option<PathBuf> {
     sys::find_program(name, &pg_bin_dirs())
 }
 
