@@ -47,6 +47,17 @@ impl Principal {
     pub fn has(&self, permission: &str) -> bool {
         self.permissions.iter().any(|p| p == permission || p == "*")
     }
+
+    /// `Ok` when the token carries `permission`, else `PermissionDenied` naming it.
+    pub fn require(&self, permission: &str) -> Result<(), crate::ServiceError> {
+        if self.has(permission) {
+            Ok(())
+        } else {
+            Err(crate::ServiceError::PermissionDenied(format!(
+                "권한이 없습니다 (this operation needs the {permission} permission)"
+            )))
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -96,7 +96,12 @@ pub fn assert_snapshot(name: &str, actual: &str) {
     if std::env::var("SPHAROS_UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("snapshot dir");
         std::fs::write(&path, actual).expect("snapshot written");
-        return;
+        // Update mode never passes: a rewritten snapshot has to be reviewed, then the suite
+        // rerun without the variable to compare.
+        panic!(
+            "snapshot {} rewritten; review it and rerun without SPHAROS_UPDATE_SNAPSHOTS",
+            path.display()
+        );
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
         panic!(

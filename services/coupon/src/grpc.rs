@@ -850,12 +850,7 @@ impl CouponService for CouponGrpc {
     ) -> Rpc<pb::ExportMemberDataResponse> {
         let p = principal(&request)?;
         let member = parse_uuid(&request.get_ref().member_id, "member_id")?;
-        if !p.has(PERM_PII_UNMASK) {
-            return Err(ServiceError::PermissionDenied(format!(
-                "개인정보 열람 권한이 없습니다 (data-subject exports need the {PERM_PII_UNMASK} permission)"
-            ))
-            .into());
-        }
+        p.require(PERM_PII_UNMASK)?;
         let document = self.app.export_member_data(p.tenant, member).await?;
         Ok(Response::new(pb::ExportMemberDataResponse {
             document_json: document.to_string(),

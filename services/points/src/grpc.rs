@@ -69,13 +69,7 @@ fn caller<T>(request: &Request<T>) -> Result<(Principal, Caller), Status> {
 }
 
 fn require_admin(p: &Principal) -> Result<(), ServiceError> {
-    if p.has(PERM_POINTS_ADMIN) {
-        Ok(())
-    } else {
-        Err(ServiceError::PermissionDenied(format!(
-            "권한이 없습니다 (this operation needs the {PERM_POINTS_ADMIN} permission)"
-        )))
-    }
+    p.require(PERM_POINTS_ADMIN)
 }
 
 // ---- wire → domain ----------------------------------------------------------------------
@@ -494,12 +488,7 @@ impl PointsService for PointsGrpc {
     ) -> Rpc<pb::ExportMemberDataResponse> {
         let p = principal(&request)?;
         let member = parse_uuid(&request.get_ref().member_id, "member_id")?;
-        if !p.has(PERM_PII_UNMASK) {
-            return Err(ServiceError::PermissionDenied(format!(
-                "개인정보 열람 권한이 없습니다 (data-subject exports need the {PERM_PII_UNMASK} permission)"
-            ))
-            .into());
-        }
+        p.require(PERM_PII_UNMASK)?;
         let document = self.app.export_member_data(p.tenant, member).await?;
         Ok(Response::new(pb::ExportMemberDataResponse {
             document_json: document.to_string(),
