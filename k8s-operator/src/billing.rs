@@ -8,7 +8,7 @@ use tonic::{Code, Request, Status, transport::Channel};
 
 use crate::{
     crd::{MembershipTenant, ModuleName, ModuleSpec, Plan},
-    desired::{BillingState, PlanLimits, SubscriptionState, SubscriptionStatus},
+    desired::{BillingState, PlanLimits, SubscriptionState, SubscriptionStatus, TokenRecord},
 };
 
 /// Why a billing call failed.
@@ -46,6 +46,9 @@ fn call(call: &'static str) -> impl FnOnce(Status) -> BillingError {
         status: Box::new(status),
     }
 }
+
+/// Tokens per `ListTokens` page (billing's maximum is 1,000).
+const TOKEN_PAGE_SIZE: i32 = 200;
 
 /// A billing client authenticated as the platform.
 #[derive(Clone)]
@@ -230,6 +233,61 @@ impl Billing {
             return Err(BillingError::Missing("token secret"));
         }
         Ok(r.secret)
+    }
+
+    /// Every API token billing recorded for the tenant, revoked and expired ones included, in
+    /// issue order (all pages). `None`: billing does not know the tenant.
+    pub async fn list_tokens(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Option<Vec<TokenRecord>>, BillingError> {
+        let mut out = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let res = self
+                .client
+                .clone()
+                .list_tokens(self.req(pb::ListTokensRequest {
+                    tenant_id: tenant_id.into(),
+                    page_size: TOKEN_PAGE_SIZE,
+                    page_token: page_token.clone(),
+                })?)
+                .await;
+            let page = match res {
+                Ok(r) => r.into_inner(),
+                Err(s) if s.code() == Code::NotFound => return Ok(None),
+                Err(s) => return Err(call("ListTokens")(s)),
+            };
+            out.extend(page.tokens.into_iter().map(|t| TokenRecord {
+                token_id: t.token_id,
+                subject: t.subject,
+                revoked: t.revoke_time.is_some(),
+                expire_time: t.expire_time.map(|e| e.seconds),
+            }));
+            // A page token that does not move would loop forever; billing's always moves.
+            if page.next_page_token.is_empty() || page.next_page_token == page_token {
+                return Ok(Some(out));
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Revokes one token. Revoking a revoked token is success (billing returns it unchanged),
+    /// and so is a token or tenant billing no longer knows: there is nothing left to refuse.
+    pub async fn revoke_token(&self, tenant_id: &str, token_id: &str) -> Result<(), BillingError> {
+        let res = self
+            .client
+            .clone()
+            .revoke_token(self.req(pb::RevokeTokenRequest {
+                tenant_id: tenant_id.into(),
+                token_id: token_id.into(),
+            })?)
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(call("RevokeToken")(s)),
+        }
     }
 
     /// Every invoice and invoice line of the tenant, as CSV.

@@ -1,7 +1,7 @@
 //! The reconciler: observes (billing, the token Secret, CloudNativePG, the database secret),
 //! asks [`crate::desired`] what should be, and executes it: billing calls over gRPC, server-side
 //! apply of every object, a Kubernetes Event per step, then the status. Deletion runs behind
-//! the finalizer: cancel billing, export, back up, and only then remove.
+//! the finalizer: cancel billing, export, revoke the API tokens, back up, and only then remove.
 //!
 //! Shaped after kube-rs controller-rs: a `Context`, `reconcile` wrapped in `finalizer(..)`,
 //! status written by server-side apply, Events through a `Recorder`, an `error_policy` that
@@ -356,16 +356,23 @@ async fn apply(tenant: &MembershipTenant, ctx: &Context) -> Result<Action, Error
         _ => None,
     };
 
-    // The dedicated master key: generated once, when its Secret does not exist.
-    let master_key = if tenant.spec.effective_placement() == Placement::Dedicated {
+    // The dedicated master key and token signing key: each generated once, when its Secret
+    // does not exist (a tenant provisioned before signing keys existed gets one added; its
+    // master key is not touched).
+    let (master_key, signing_key) = if tenant.spec.effective_placement() == Placement::Dedicated {
         let keys: Api<Secret> =
             Api::namespaced(ctx.client.clone(), &desired::dedicated_namespace(tenant));
-        match keys.get_opt(desired::MASTER_KEY_SECRET).await? {
+        let master_key = match keys.get_opt(desired::MASTER_KEY_SECRET).await? {
             Some(_) => None,
             None => Some(hex::encode(rand::random::<[u8; 32]>())),
-        }
+        };
+        let signing_key = match keys.get_opt(desired::SIGNING_KEY_SECRET).await? {
+            Some(_) => None,
+            None => Some(crate::keys::generate_signing_key_pem()),
+        };
+        (master_key, signing_key)
     } else {
-        None
+        (None, None)
     };
 
     let observed = Observed {
@@ -374,6 +381,7 @@ async fn apply(tenant: &MembershipTenant, ctx: &Context) -> Result<Action, Error
         database_url,
         messaging_secret,
         master_key,
+        signing_key,
         issued_token,
         billing,
         limits,
@@ -487,7 +495,15 @@ async fn cleanup(tenant: &MembershipTenant, ctx: &Context) -> Result<Action, Err
         EventType::Normal,
         "Deprovisioning",
         "Deprovision",
-        format!("{} steps: cancel billing, export, then remove", steps.len()),
+        format!(
+            "{} steps: {}",
+            steps.len(),
+            steps
+                .iter()
+                .map(TeardownStep::action)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     )
     .await?;
     for step in &steps {
@@ -521,6 +537,7 @@ async fn cleanup(tenant: &MembershipTenant, ctx: &Context) -> Result<Action, Err
                     &export.invoices_csv,
                     &export.lines_csv,
                     &Timestamp::now().to_string(),
+                    &steps,
                 )?;
                 ctx.apply(&cm).await?;
                 ctx.event(
@@ -531,6 +548,35 @@ async fn cleanup(tenant: &MembershipTenant, ctx: &Context) -> Result<Action, Err
                     format!(
                         "billing records exported to ConfigMap {config_map}, kept after deletion"
                     ),
+                )
+                .await?;
+            }
+            TeardownStep::RevokeTokens { tenant_id } => {
+                // Billing does not know the tenant: it never issued it a token.
+                let Some(tokens) = ctx.billing.list_tokens(tenant_id).await? else {
+                    continue;
+                };
+                let live = desired::live_tokens(&tokens, Timestamp::now().as_second());
+                for t in &live {
+                    ctx.billing.revoke_token(tenant_id, &t.token_id).await?;
+                    info!(tenant_id = %tenant_id, token_id = %t.token_id, subject = %t.subject, "API token revoked");
+                }
+                ctx.event(
+                    tenant,
+                    EventType::Normal,
+                    "TokensRevoked",
+                    step.action(),
+                    desired::tokens_revoked_note(tenant_id, live.len()),
+                )
+                .await?;
+            }
+            TeardownStep::RetainSharedData { tenant_id } => {
+                ctx.event(
+                    tenant,
+                    EventType::Normal,
+                    "SharedDataRetained",
+                    step.action(),
+                    desired::shared_data_retained_note(tenant_id),
                 )
                 .await?;
             }
@@ -622,7 +668,7 @@ async fn cleanup(tenant: &MembershipTenant, ctx: &Context) -> Result<Action, Err
         EventType::Normal,
         "Deprovisioned",
         "Deprovision",
-        "billing cancelled and exported; the tenant resource may go".into(),
+        "billing cancelled and exported, API tokens revoked; the tenant resource may go".into(),
     )
     .await?;
     Ok(Action::await_change())

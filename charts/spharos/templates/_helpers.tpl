@@ -62,3 +62,12 @@ http://{{ $full }}.{{ .Release.Namespace }}.svc:{{ .Values.ports.grpc }}
 http://{{ printf "%s-member" $full | trunc 63 | trimSuffix "-" }}.{{ .Release.Namespace }}.svc:{{ .Values.ports.grpc }}
 {{- end -}}
 {{- end -}}
+
+{{/* The ConfigMap holding the platform's public key for the operator; empty when none. */}}
+{{- define "spharos.platformPublicKeyConfigMap" -}}
+{{- if .Values.keys.publicKey.existingConfigMap -}}
+{{ .Values.keys.publicKey.existingConfigMap }}
+{{- else if .Values.keys.publicKey.pem -}}
+{{ printf "%s-platform-public-key" (include "spharos.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+{{- end -}}

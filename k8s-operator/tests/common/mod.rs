@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use spharos_billing::{BillingCatalogue, BillingOptions, PERM_PLATFORM_ADMIN};
 use spharos_kit::{
     TenantId,
-    auth::TokenSigner,
+    auth::{AuthError, TokenSigner},
     platform::Platform,
     testing::{self, TestBackend},
 };
@@ -23,6 +23,7 @@ use spharos_operator::{
     billing::Billing,
     crd::{FINALIZER, MembershipTenant, MembershipTenantStatus},
     desired::OperatorConfig,
+    keys::{self, PlatformPublicKey},
     metrics::Metrics,
 };
 use spharos_proto::billing::{self as pb, billing_service_client::BillingServiceClient};
@@ -85,6 +86,31 @@ impl TenantExt for MembershipTenant {
         self.status = Some(s);
         self
     }
+}
+
+/// The platform's signing key of the snapshot tests (fixed, so snapshots are stable).
+pub fn fixed_platform_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+}
+
+/// A dedicated tenant's signing key as the operator would generate it, but fixed (PKCS#8 PEM).
+pub fn fixed_tenant_signing_key_pem() -> String {
+    keys::signing_key_pem(&ed25519_dalek::SigningKey::from_bytes(&[9; 32]))
+}
+
+/// The operator as the chart deploys it: the defaults plus the platform's public key.
+pub fn operator_config_trusting(platform: &PlatformPublicKey) -> OperatorConfig {
+    OperatorConfig {
+        platform_public_key: Some(platform.clone()),
+        ..OperatorConfig::default()
+    }
+}
+
+/// [`operator_config_trusting`] the fixed platform key.
+pub fn operator_config() -> OperatorConfig {
+    operator_config_trusting(&PlatformPublicKey::from_key(
+        &fixed_platform_key().verifying_key(),
+    ))
 }
 
 /// Compares `actual` with `tests/snapshots/<name>.yaml`. `SPHAROS_UPDATE_SNAPSHOTS=1` rewrites
@@ -396,6 +422,71 @@ impl BillingServer {
             .into_inner()
     }
 
+    /// `IssueToken` as the platform (the platform's default lifetime).
+    pub async fn issue_token(&self, tenant_id: &str, subject: &str) -> pb::IssueTokenResponse {
+        self.client
+            .clone()
+            .issue_token(self.admin(pb::IssueTokenRequest {
+                tenant_id: tenant_id.into(),
+                subject: subject.into(),
+                permissions: Vec::new(),
+                ttl_seconds: 0,
+            }))
+            .await
+            .expect("token issued")
+            .into_inner()
+    }
+
+    /// `RevokeToken` as the platform.
+    pub async fn revoke_token(&self, tenant_id: &str, token_id: &str) -> pb::ApiToken {
+        self.client
+            .clone()
+            .revoke_token(self.admin(pb::RevokeTokenRequest {
+                tenant_id: tenant_id.into(),
+                token_id: token_id.into(),
+            }))
+            .await
+            .expect("token revoked")
+            .into_inner()
+            .token
+            .expect("token")
+    }
+
+    /// Every token billing recorded for the tenant (`ListTokens`, first page of 1,000).
+    pub async fn list_tokens(&self, tenant_id: &str) -> Vec<pb::ApiToken> {
+        let r = self
+            .client
+            .clone()
+            .list_tokens(self.admin(pb::ListTokensRequest {
+                tenant_id: tenant_id.into(),
+                page_size: 1000,
+                page_token: String::new(),
+            }))
+            .await
+            .expect("tokens listed")
+            .into_inner();
+        assert!(r.next_page_token.is_empty(), "more than one page of tokens");
+        r.tokens
+    }
+
+    /// Polls the platform's verifier (kit's revocation list, fed by `billing.token_revoked`
+    /// through the bus) until it refuses `token` (10 s); returns why.
+    pub async fn wait_until_refused(&self, token: &str) -> AuthError {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.platform.verifier.verify(token) {
+                Err(e) => return e,
+                Ok(p) => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "token {} of {} still accepted after 10 s",
+                    p.token_id,
+                    p.subject
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls `GetTenant` until `done` holds (10 s): metering is event-driven.
     pub async fn wait_for(
         &self,
@@ -418,8 +509,19 @@ impl BillingServer {
     }
 }
 
-/// A reconciler context over the mocked API server and the real billing.
+/// A reconciler context over the mocked API server and the real billing, the operator
+/// configured with billing's public key (as the chart's `keys.publicKey` gives it).
 pub async fn context(billing: &BillingServer) -> (Arc<Context>, ApiServerVerifier) {
+    let platform = PlatformPublicKey::from_pem(&billing.signer.public_key_pem())
+        .expect("billing's public key parses");
+    context_with(billing, operator_config_trusting(&platform)).await
+}
+
+/// A reconciler context with `config`.
+pub async fn context_with(
+    billing: &BillingServer,
+    config: OperatorConfig,
+) -> (Arc<Context>, ApiServerVerifier) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let channel = Channel::from_shared(billing.endpoint.clone())
@@ -430,7 +532,7 @@ pub async fn context(billing: &BillingServer) -> (Arc<Context>, ApiServerVerifie
     let ctx = Context::new(
         client,
         Billing::new(channel, billing.admin_token.clone()),
-        OperatorConfig::default(),
+        config,
         Metrics::default(),
     );
     (
