@@ -124,6 +124,61 @@ pub async fn complete<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Records, in one statement, keys with the responses of requests a batch did in the caller's
+/// transaction, none of them claimed with [`claim`]. Returns the keys that were new; a key
+/// missing from the answer was used before (or by a concurrent request, whose commit this
+/// waited for), and the caller must roll the batch back and leave that request to the
+/// one-by-one path, whose [`claim`] tells a replay from a reuse.
+pub async fn record_many<C: ConnectionTrait>(
+    tx: &C,
+    tenant: TenantId,
+    scope: &str,
+    entries: &[(&str, &str, Vec<u8>)],
+) -> Result<std::collections::HashSet<String>, DbErr> {
+    use sea_orm::sea_query::{Alias, OnConflict, Query};
+    if entries.is_empty() {
+        return Ok(Default::default());
+    }
+    let now = chrono::Utc::now();
+    let mut insert = Query::insert();
+    insert
+        .into_table(Alias::new("idempotency_keys"))
+        .columns(
+            [
+                "tenant_id",
+                "scope",
+                "idem_key",
+                "request_hash",
+                "response",
+                "created_time",
+            ]
+            .map(Alias::new),
+        )
+        .on_conflict(
+            OnConflict::columns(["tenant_id", "scope", "idem_key"].map(Alias::new))
+                .do_nothing()
+                .to_owned(),
+        )
+        .returning_col(Alias::new("idem_key"));
+    for (key, hash, response) in entries {
+        insert
+            .values([
+                tenant.as_uuid().into(),
+                scope.into(),
+                (*key).into(),
+                (*hash).into(),
+                response.clone().into(),
+                now.into(),
+            ])
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+    }
+    tx.query_all(&insert)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String>("", "idem_key"))
+        .collect()
+}
+
 /// Creates `idempotency_keys` with the tenant RLS policy. Services whose writes take an
 /// idempotency key include it in their migrator.
 pub struct IdempotencyMigration;

@@ -135,31 +135,43 @@ impl MigrationTrait for OutboxMigration {
 /// Writes `event` in the caller's transaction, so the state change and its event commit (or
 /// roll back) together. Call [`Outbox::poke`] after the commit to publish without delay.
 pub async fn enqueue<C: ConnectionTrait>(tx: &C, event: &Envelope) -> Result<(), DbErr> {
-    super::validate_names(&event.service, &event.event)
-        .map_err(|e| DbErr::Custom(format!("event {} not enqueued: {e}", event.id)))?;
-    if event.payload.len() > MAX_PAYLOAD_BYTES {
-        return Err(DbErr::Custom(format!(
-            "event {} not enqueued: payload of {} bytes exceeds {MAX_PAYLOAD_BYTES}",
-            event.id,
-            event.payload.len()
-        )));
+    enqueue_many(tx, std::slice::from_ref(event)).await
+}
+
+/// [`enqueue`] for many events in one statement (batched writes).
+pub async fn enqueue_many<C: ConnectionTrait>(tx: &C, events: &[Envelope]) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
     }
+    let now = Utc::now();
     let mut insert = Query::insert();
     insert
         .into_table(OUTBOX)
-        .columns(COLUMNS.into_iter().chain(["created_time"]))
-        .values([
-            event.id.into(),
-            event.tenant.as_uuid().into(),
-            event.service.as_str().into(),
-            event.event.as_str().into(),
-            event.subject_id.as_str().into(),
-            event.time.into(),
-            event.payload.clone().into(),
-            event.traceparent.clone().into(),
-            Utc::now().into(),
-        ])
-        .map_err(|e| DbErr::Custom(e.to_string()))?;
+        .columns(COLUMNS.into_iter().chain(["created_time"]));
+    for event in events {
+        super::validate_names(&event.service, &event.event)
+            .map_err(|e| DbErr::Custom(format!("event {} not enqueued: {e}", event.id)))?;
+        if event.payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(DbErr::Custom(format!(
+                "event {} not enqueued: payload of {} bytes exceeds {MAX_PAYLOAD_BYTES}",
+                event.id,
+                event.payload.len()
+            )));
+        }
+        insert
+            .values([
+                event.id.into(),
+                event.tenant.as_uuid().into(),
+                event.service.as_str().into(),
+                event.event.as_str().into(),
+                event.subject_id.as_str().into(),
+                event.time.into(),
+                event.payload.clone().into(),
+                event.traceparent.clone().into(),
+                now.into(),
+            ])
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+    }
     tx.execute(&insert).await?;
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::{
         format_points,
         forms::{AdjustForm, CancelForm, CancelTarget, EarnForm, SpendForm, TxKind, fingerprint},
         ledger::{self, MovementKind, RefundError, Taken},
-        policy::{Policy, Purchase, ShortfallRule},
+        policy::{Policy, Purchase, Quote, ShortfallRule, VersionedPolicy},
     },
     events,
     members::{Caller, MemberFacts},
@@ -33,9 +33,9 @@ use crate::{
 
 /// A new lot's dates: expiry at the end of its last valid day and, with a pending period, the
 /// start of the day it becomes usable (tenant zone).
-struct LotDates {
-    expire_time: DateTime<Utc>,
-    available_time: DateTime<Utc>,
+pub(super) struct LotDates {
+    pub expire_time: DateTime<Utc>,
+    pub available_time: DateTime<Utc>,
     pending: bool,
     next_notice_time: Option<DateTime<Utc>>,
 }
@@ -60,12 +60,18 @@ fn lot_dates(
     }
 }
 
-fn new_lot(s: &Session<'_>, transaction: Uuid, points: i64, dates: &LotDates) -> LotRow {
+fn new_lot(
+    tenant: TenantId,
+    member: Uuid,
+    transaction: Uuid,
+    points: i64,
+    dates: &LotDates,
+) -> LotRow {
     let t = now();
     LotRow {
-        tenant_id: s.tenant.as_uuid(),
+        tenant_id: tenant.as_uuid(),
         id: Uuid::now_v7(),
-        member_id: s.member(),
+        member_id: member,
         transaction_id: transaction,
         points,
         remaining: 0,
@@ -77,6 +83,99 @@ fn new_lot(s: &Session<'_>, transaction: Uuid, points: i64, dates: &LotDates) ->
         next_notice_time: dates.next_notice_time,
         created_time: t,
         updated_time: t,
+    }
+}
+
+/// A new lot of `points` for ledger entry `transaction`, credited to `balance` (debt is paid
+/// first): the lot as it is to be written and the posting.
+pub(super) fn credit_lot(
+    tenant: TenantId,
+    member: Uuid,
+    transaction: Uuid,
+    points: i64,
+    dates: &LotDates,
+    balance: &mut ledger::Balance,
+) -> (LotRow, ledger::Posting) {
+    let mut lot_row = new_lot(tenant, member, transaction, points, dates);
+    let mut lot = super::lot_of(&lot_row);
+    let posting = ledger::credit(balance, &mut lot, points);
+    lot_row.remaining = lot.remaining;
+    (lot_row, posting)
+}
+
+/// What an earn credits, decided from the policy before anything is written.
+pub(super) struct EarnPlan {
+    pub occurred: DateTime<Utc>,
+    pub dates: LotDates,
+    pub rate: i32,
+    pub quote: Quote,
+}
+
+/// The earn of `form` under `policy` at `at`; `INVALID_ARGUMENT` for a purchase so old its
+/// points would already have expired.
+pub(super) fn plan_earn(
+    policy: &VersionedPolicy,
+    member: &MemberFacts,
+    grade_rate: Option<i32>,
+    form: &EarnForm,
+    at: DateTime<Utc>,
+    zone: chrono_tz::Tz,
+) -> Result<EarnPlan, ServiceError> {
+    let occurred = form.occurred_time.map(|t| t.min(at)).unwrap_or(at);
+    let dates = lot_dates(&policy.policy, occurred, at, zone);
+    if dates.expire_time < at {
+        return Err(ServiceError::invalid(
+            "occurred_time",
+            "유효기간이 이미 지난 구매입니다 (the points of a purchase this old would already have expired)",
+        ));
+    }
+    let rate = policy.policy.rate_for(member.grade_id, grade_rate);
+    let quote = policy.policy.quote(
+        rate,
+        &Purchase {
+            store_code: &form.store_code,
+            amount_krw: form.amount_krw,
+            items: &form.items,
+            date: local_date(occurred, zone),
+        },
+    );
+    Ok(EarnPlan {
+        occurred,
+        dates,
+        rate,
+        quote,
+    })
+}
+
+/// The EARN ledger row of `form` (points and balance are filled in when it is posted).
+pub(super) fn earn_row(
+    mut row: TransactionRow,
+    form: &EarnForm,
+    plan: &EarnPlan,
+    policy_version: i32,
+    pos: String,
+) -> TransactionRow {
+    row.store_code = Some(form.store_code.clone());
+    row.pos_transaction_id = Some(form.pos_transaction_id.clone());
+    row.pos_key = Some(pos);
+    row.amount_krw = form.amount_krw;
+    row.policy_version = Some(policy_version);
+    row.rate_bp = Some(plan.rate);
+    row.idempotency_key = key_column(&form.idempotency_key);
+    row.occurred_time = plan.occurred;
+    if plan.quote.points > 0 {
+        row.expire_time = Some(plan.dates.expire_time);
+        row.available_time = Some(plan.dates.available_time);
+    }
+    row
+}
+
+pub(super) fn quote_view(plan: EarnPlan, policy_version: i32) -> QuoteView {
+    QuoteView {
+        quote: plan.quote,
+        policy_version,
+        expire_time: plan.dates.expire_time,
+        available_time: plan.dates.available_time,
     }
 }
 
@@ -103,7 +202,7 @@ async fn claim(
     )
 }
 
-fn key_column(key: &str) -> Option<String> {
+pub(super) fn key_column(key: &str) -> Option<String> {
     (!key.is_empty()).then(|| key.to_string())
 }
 
@@ -119,14 +218,37 @@ impl PointsApp {
         caller: &Caller,
         form: EarnForm,
     ) -> Result<Earned, ServiceError> {
-        let at = now();
-        let key = form.validate(at)?;
+        let key = form.validate(now())?;
         let member = self.members.resolve(tenant, &key, caller).await?;
         require_active(&member)?;
         let grade_rate = match member.grade_id {
             Some(g) => self.members.grade_rate(tenant, g, caller).await?,
             None => None,
         };
+        match self
+            .earns
+            .submit(tenant, caller, member, grade_rate, form)
+            .await?
+        {
+            super::batch::Reply::Done(earned) => Ok(*earned),
+            super::batch::Reply::Single(form) => {
+                self.earn_alone(tenant, caller, form, &member, grade_rate)
+                    .await
+            }
+        }
+    }
+
+    /// An earn in a transaction of its own: what a batch leaves to the one-by-one path
+    /// (replays, receipts seen before, members with lots to settle, a batch that failed).
+    async fn earn_alone(
+        &self,
+        tenant: TenantId,
+        caller: &Caller,
+        form: EarnForm,
+        member: &MemberFacts,
+        grade_rate: Option<i32>,
+    ) -> Result<Earned, ServiceError> {
+        let at = now();
         let tx = self.db.begin(tenant).await?;
         if let Some(stored) = claim(
             &tx,
@@ -140,24 +262,7 @@ impl PointsApp {
             return from_json(&stored);
         }
         let policy = self.policy(&tx, tenant).await?;
-        let occurred = form.occurred_time.map(|t| t.min(at)).unwrap_or(at);
-        let dates = lot_dates(&policy.policy, occurred, at, self.zone);
-        if dates.expire_time < at {
-            return Err(ServiceError::invalid(
-                "occurred_time",
-                "유효기간이 이미 지난 구매입니다 (the points of a purchase this old would already have expired)",
-            ));
-        }
-        let rate = policy.policy.rate_for(member.grade_id, grade_rate);
-        let quote = policy.policy.quote(
-            rate,
-            &Purchase {
-                store_code: &form.store_code,
-                amount_krw: form.amount_krw,
-                items: &form.items,
-                date: local_date(occurred, self.zone),
-            },
-        );
+        let plan = plan_earn(&policy, member, grade_rate, &form, at, self.zone)?;
         let pos = pos_key(TxKind::Earn, &form.store_code, &form.pos_transaction_id);
         if let Some(existing) = transactions::find_by_pos_key(&tx, tenant, &pos).await? {
             return Err(duplicate_pos(TxKind::Earn, Some(existing.id)));
@@ -165,22 +270,16 @@ impl PointsApp {
 
         let mut s = Session::open(&tx, tenant, self.zone, member.id, at, &caller.actor).await?;
         s.settle().await?;
-        let mut row = s.draft(TxKind::Earn);
-        row.store_code = Some(form.store_code.clone());
-        row.pos_transaction_id = Some(form.pos_transaction_id.clone());
-        row.pos_key = Some(pos);
-        row.amount_krw = form.amount_krw;
-        row.policy_version = Some(policy.version);
-        row.rate_bp = Some(rate);
-        row.idempotency_key = key_column(&form.idempotency_key);
-        row.occurred_time = occurred;
-        let posting = if quote.points > 0 {
-            row.expire_time = Some(dates.expire_time);
-            row.available_time = Some(dates.available_time);
-            let mut lot_row = new_lot(&s, row.id, quote.points, &dates);
-            let mut lot = super::lot_of(&lot_row);
-            let posting = ledger::credit(&mut s.balance, &mut lot, quote.points);
-            lot_row.remaining = lot.remaining;
+        let mut row = earn_row(s.draft(TxKind::Earn), &form, &plan, policy.version, pos);
+        let posting = if plan.quote.points > 0 {
+            let (lot_row, posting) = credit_lot(
+                tenant,
+                member.id,
+                row.id,
+                plan.quote.points,
+                &plan.dates,
+                &mut s.balance,
+            );
             lots::insert(&tx, &lot_row).await?;
             row.lot_id = Some(lot_row.id);
             posting
@@ -188,21 +287,16 @@ impl PointsApp {
             ledger::Posting::default()
         };
         let row = s.record(row, &posting).await?;
-        s.lifetime_earned += quote.points;
+        s.lifetime_earned += plan.quote.points;
         let account = s.finish().await?;
-        if quote.points > 0 {
+        if plan.quote.points > 0 {
             emit(&tx, events::earned(tenant, &row, &form.items)).await?;
         }
         emit(&tx, events::purchase_recorded(tenant, &row, &form.items)).await?;
         let result = Earned {
             transaction: view(&row)?,
-            quote: QuoteView {
-                quote,
-                policy_version: policy.version,
-                expire_time: dates.expire_time,
-                available_time: dates.available_time,
-            },
             balance: self.balance_view(&tx, tenant, &account, at).await?,
+            quote: quote_view(plan, policy.version),
         };
         idempotency::complete(&tx, tenant, SCOPE, &form.idempotency_key, &json(&result)?).await?;
         self.commit(tx).await?;
@@ -583,10 +677,14 @@ impl PointsApp {
             let mut immediate = policy.clone();
             immediate.pending_days = 0;
             let dates = lot_dates(&immediate, at, at, s.zone());
-            let mut lot_row = new_lot(&s, row.id, form.points, &dates);
-            let mut lot = super::lot_of(&lot_row);
-            let posting = ledger::credit(&mut s.balance, &mut lot, form.points);
-            lot_row.remaining = lot.remaining;
+            let (lot_row, posting) = credit_lot(
+                tenant,
+                member.id,
+                row.id,
+                form.points,
+                &dates,
+                &mut s.balance,
+            );
             lots::insert(&tx, &lot_row).await?;
             row.lot_id = Some(lot_row.id);
             row.expire_time = Some(dates.expire_time);

@@ -36,11 +36,13 @@ use crate::{
     },
 };
 
+mod batch;
 mod expiry;
 mod export;
 mod ledger;
 mod queries;
 
+pub use batch::BatchStats;
 pub use expiry::ExpiryRun;
 
 /// The one idempotency scope of the ledger's writes: a key names one request of any kind.
@@ -124,6 +126,7 @@ pub struct PointsApp {
     outbox: Outbox,
     zone: Tz,
     members: MemberDirectory,
+    earns: batch::EarnBatcher,
 }
 
 impl std::fmt::Debug for PointsApp {
@@ -136,17 +139,26 @@ impl std::fmt::Debug for PointsApp {
 
 impl PointsApp {
     /// `zone` is the tenants' business time zone (`tenant.default_time_zone`).
+    /// The use cases on `db`. Earns are group-committed by background workers (see
+    /// [`batch`]), so this must be called within a Tokio runtime.
     pub fn new(db: Db, outbox: Outbox, zone: Tz, members: MemberDirectory) -> Self {
+        let earns = batch::EarnBatcher::spawn(db.clone(), outbox.clone(), zone);
         Self {
             db,
             outbox,
             zone,
             members,
+            earns,
         }
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// What the earn batches did so far (group commit; see the `batch` module).
+    pub fn earn_batches(&self) -> BatchStats {
+        self.earns.stats()
     }
 
     pub fn zone(&self) -> Tz {
@@ -165,20 +177,7 @@ impl PointsApp {
         tx: &DatabaseTransaction,
         tenant: TenantId,
     ) -> Result<VersionedPolicy, ServiceError> {
-        match policies::current(tx, tenant).await? {
-            None => Ok(VersionedPolicy::builtin()),
-            Some(row) => {
-                let policy: Policy = serde_json::from_str(&row.body).map_err(|e| {
-                    ServiceError::internal(format!("stored policy v{}: {e}", row.version))
-                })?;
-                Ok(VersionedPolicy {
-                    version: row.version,
-                    policy,
-                    updated_time: Some(row.updated_time),
-                    updated_by: row.updated_by,
-                })
-            }
-        }
+        load_policy(tx, tenant).await
     }
 
     /// The balance view of an account, with the points expiring in the next 30 days.
@@ -189,39 +188,128 @@ impl PointsApp {
         account: &AccountRow,
         now: DateTime<Utc>,
     ) -> Result<BalanceView, ServiceError> {
-        let today = spharos_kit::time::local_date(now, self.zone);
-        let until_date = today
-            .checked_add_days(chrono::Days::new(EXPIRING_WINDOW_DAYS))
-            .unwrap_or(today);
-        let until = spharos_kit::time::end_of_day(until_date, self.zone);
+        let (until_date, until) = expiring_window(now, self.zone);
         let expiring = lots::expiring_sum(tx, tenant, account.member_id, until).await?;
-        Ok(BalanceView {
-            member_id: account.member_id,
-            available: account.available,
-            pending: account.pending,
-            debt: account.debt,
-            expiring_within_30_days: expiring,
-            expiring_until_date: until_date,
-            lifetime_earned: account.lifetime_earned,
-            lifetime_spent: account.lifetime_spent,
-        })
+        Ok(balance_of(account, expiring, until_date))
     }
 
     fn empty_balance(&self, member: Uuid, now: DateTime<Utc>) -> BalanceView {
-        let today = spharos_kit::time::local_date(now, self.zone);
         BalanceView {
             member_id: member,
             available: 0,
             pending: 0,
             debt: 0,
             expiring_within_30_days: 0,
-            expiring_until_date: today
-                .checked_add_days(chrono::Days::new(EXPIRING_WINDOW_DAYS))
-                .unwrap_or(today),
+            expiring_until_date: expiring_window(now, self.zone).0,
             lifetime_earned: 0,
             lifetime_spent: 0,
         }
     }
+}
+
+/// The tenant's points policy in force (the built-in default when none is stored).
+async fn load_policy(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+) -> Result<VersionedPolicy, ServiceError> {
+    match policies::current(tx, tenant).await? {
+        None => Ok(VersionedPolicy::builtin()),
+        Some(row) => {
+            let policy: Policy = serde_json::from_str(&row.body).map_err(|e| {
+                ServiceError::internal(format!("stored policy v{}: {e}", row.version))
+            })?;
+            Ok(VersionedPolicy {
+                version: row.version,
+                policy,
+                updated_time: Some(row.updated_time),
+                updated_by: row.updated_by,
+            })
+        }
+    }
+}
+
+/// "Expiring soon" at `now`: the last day of the window and its last instant (tenant zone).
+fn expiring_window(now: DateTime<Utc>, zone: Tz) -> (NaiveDate, DateTime<Utc>) {
+    let today = spharos_kit::time::local_date(now, zone);
+    let until_date = today
+        .checked_add_days(chrono::Days::new(EXPIRING_WINDOW_DAYS))
+        .unwrap_or(today);
+    (until_date, spharos_kit::time::end_of_day(until_date, zone))
+}
+
+fn balance_of(account: &AccountRow, expiring: i64, until_date: NaiveDate) -> BalanceView {
+    BalanceView {
+        member_id: account.member_id,
+        available: account.available,
+        pending: account.pending,
+        debt: account.debt,
+        expiring_within_30_days: expiring,
+        expiring_until_date: until_date,
+        lifetime_earned: account.lifetime_earned,
+        lifetime_spent: account.lifetime_spent,
+    }
+}
+
+/// A ledger row of `member` with every optional column empty.
+fn draft(tenant: TenantId, member: Uuid, actor: &str, kind: TxKind) -> TransactionRow {
+    let t = now();
+    TransactionRow {
+        tenant_id: tenant.as_uuid(),
+        id: Uuid::now_v7(),
+        member_id: member,
+        kind: kind.as_str().to_string(),
+        points: 0,
+        balance_after: 0,
+        debt_delta: 0,
+        store_code: None,
+        pos_transaction_id: None,
+        pos_key: None,
+        amount_krw: 0,
+        original_transaction_id: None,
+        policy_version: None,
+        rate_bp: None,
+        lot_id: None,
+        reason: None,
+        actor: actor.to_string(),
+        idempotency_key: None,
+        refunded_amount_krw: 0,
+        reversed_points: 0,
+        expire_time: None,
+        available_time: None,
+        occurred_time: t,
+        created_time: t,
+        updated_time: t,
+    }
+}
+
+/// The ledger row of `posting` (points, debt change and the balance after it filled in) and
+/// its movements, as they are to be written. `balance` already has the posting applied.
+fn posted(
+    tenant: TenantId,
+    mut row: TransactionRow,
+    posting: &Posting,
+    balance: &Balance,
+) -> (TransactionRow, Vec<MovementRow>) {
+    row.points = posting.points();
+    row.debt_delta = posting.debt_delta;
+    row.balance_after = balance.net();
+    let t = now();
+    let moves = posting
+        .movements
+        .iter()
+        .map(|m| MovementRow {
+            tenant_id: tenant.as_uuid(),
+            id: Uuid::now_v7(),
+            transaction_id: row.id,
+            lot_id: m.lot_id,
+            member_id: row.member_id,
+            kind: m.kind.as_str().to_string(),
+            points: m.points,
+            created_time: t,
+            updated_time: t,
+        })
+        .collect();
+    (row, moves)
 }
 
 /// Now, at the microsecond precision PostgreSQL stores, so a value returned at creation
@@ -470,46 +558,17 @@ impl<'t> Session<'t> {
 
     /// A ledger row of this member with every optional column empty.
     fn draft(&self, kind: TxKind) -> TransactionRow {
-        let t = now();
-        TransactionRow {
-            tenant_id: self.tenant.as_uuid(),
-            id: Uuid::now_v7(),
-            member_id: self.member(),
-            kind: kind.as_str().to_string(),
-            points: 0,
-            balance_after: 0,
-            debt_delta: 0,
-            store_code: None,
-            pos_transaction_id: None,
-            pos_key: None,
-            amount_krw: 0,
-            original_transaction_id: None,
-            policy_version: None,
-            rate_bp: None,
-            lot_id: None,
-            reason: None,
-            actor: self.actor.clone(),
-            idempotency_key: None,
-            refunded_amount_krw: 0,
-            reversed_points: 0,
-            expire_time: None,
-            available_time: None,
-            occurred_time: t,
-            created_time: t,
-            updated_time: t,
-        }
+        draft(self.tenant, self.member(), &self.actor, kind)
     }
 
     /// Writes the ledger row of `posting` (points and balance after filled in) and its
     /// movements. The caller has already applied the posting to `self.balance`.
     async fn record(
         &mut self,
-        mut row: TransactionRow,
+        row: TransactionRow,
         posting: &Posting,
     ) -> Result<TransactionRow, ServiceError> {
-        row.points = posting.points();
-        row.debt_delta = posting.debt_delta;
-        row.balance_after = self.balance.net();
+        let (row, moves) = posted(self.tenant, row, posting, &self.balance);
         transactions::insert(self.tx, &row).await.map_err(|e| {
             if spharos_kit::db::is_unique_violation(&e) {
                 // The pre-check found nothing; a concurrent request with the same receipt won.
@@ -521,23 +580,7 @@ impl<'t> Session<'t> {
                 ServiceError::from(e)
             }
         })?;
-        let t = now();
-        let rows = posting
-            .movements
-            .iter()
-            .map(|m| MovementRow {
-                tenant_id: self.tenant.as_uuid(),
-                id: Uuid::now_v7(),
-                transaction_id: row.id,
-                lot_id: m.lot_id,
-                member_id: self.member(),
-                kind: m.kind.as_str().to_string(),
-                points: m.points,
-                created_time: t,
-                updated_time: t,
-            })
-            .collect();
-        movements::insert_many(self.tx, rows).await?;
+        movements::insert_many(self.tx, moves).await?;
         Ok(row)
     }
 

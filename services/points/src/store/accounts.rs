@@ -3,7 +3,7 @@
 //! read, in the same transaction as the ledger rows.
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
@@ -105,4 +105,85 @@ pub async fn members(tx: &DatabaseTransaction, tenant: TenantId) -> Result<Vec<U
         .into_tuple()
         .all(tx)
         .await
+}
+
+/// The accounts of `members` that exist, locked until the transaction ends and locked in
+/// member order (so two batches, or a batch and a single operation, never wait on each other
+/// in a circle).
+pub async fn lock_many(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    members: &[Uuid],
+) -> Result<Vec<AccountRow>, DbErr> {
+    Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::MemberId.is_in(members.iter().copied()))
+        .order_by_asc(Column::MemberId)
+        .lock_exclusive()
+        .all(tx)
+        .await
+}
+
+/// Creates empty accounts for `members`; returns how many were new.
+pub async fn create_many(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    members: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    if members.is_empty() {
+        return Ok(0);
+    }
+    let rows = members.iter().map(|m| {
+        AccountRow {
+            tenant_id: tenant.as_uuid(),
+            member_id: *m,
+            available: 0,
+            pending: 0,
+            debt: 0,
+            lifetime_earned: 0,
+            lifetime_spent: 0,
+            version: 0,
+            created_time: now,
+            updated_time: now,
+        }
+        .into_active_model()
+    });
+    Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([Column::TenantId, Column::MemberId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(tx)
+        .await
+}
+
+/// Writes the new sums of accounts locked by [`lock_many`] in one statement (an upsert on
+/// rows known to exist), each with its version bumped once.
+pub async fn save_many(tx: &DatabaseTransaction, rows: &[AccountRow]) -> Result<(), DbErr> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    Entity::insert_many(rows.iter().map(|r| {
+        let mut r = r.clone();
+        r.version += 1;
+        r.into_active_model()
+    }))
+    .on_conflict(
+        OnConflict::columns([Column::TenantId, Column::MemberId])
+            .update_columns([
+                Column::Available,
+                Column::Pending,
+                Column::Debt,
+                Column::LifetimeEarned,
+                Column::LifetimeSpent,
+                Column::Version,
+                Column::UpdatedTime,
+            ])
+            .to_owned(),
+    )
+    .exec_without_returning(tx)
+    .await?;
+    Ok(())
 }

@@ -18,6 +18,17 @@ pub async fn insert(tx: &DatabaseTransaction, row: &LotRow) -> Result<(), DbErr>
     Ok(())
 }
 
+/// [`insert`] for many rows in one statement.
+pub async fn insert_many(tx: &DatabaseTransaction, rows: &[LotRow]) -> Result<(), DbErr> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    Entity::insert_many(rows.iter().cloned().map(IntoActiveModel::into_active_model))
+        .exec_without_returning(tx)
+        .await?;
+    Ok(())
+}
+
 fn of_member(tenant: TenantId, member: Uuid) -> Condition {
     Condition::all()
         .add(Column::TenantId.eq(tenant.as_uuid()))
@@ -72,6 +83,26 @@ pub async fn due_of_member(
         .order_by_asc(Column::Id)
         .all(tx)
         .await
+}
+
+/// Which of `members` have lots to settle at `at`.
+pub async fn due_among(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    members: &[Uuid],
+    at: DateTime<Utc>,
+) -> Result<std::collections::HashSet<Uuid>, DbErr> {
+    let found: Vec<Uuid> = Entity::find()
+        .select_only()
+        .column(Column::MemberId)
+        .distinct()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::MemberId.is_in(members.iter().copied()))
+        .filter(due(at))
+        .into_tuple()
+        .all(tx)
+        .await?;
+    Ok(found.into_iter().collect())
 }
 
 /// Members of the tenant with lots to settle at `at` (the expiry job's work list).
@@ -130,6 +161,31 @@ pub async fn expiring_sum(
         .one(tx)
         .await?;
     Ok(sum.unwrap_or(0))
+}
+
+/// [`expiring_sum`] of each of `members` (absent: nothing expiring).
+pub async fn expiring_sums(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    members: &[Uuid],
+    until: DateTime<Utc>,
+) -> Result<std::collections::HashMap<Uuid, i64>, DbErr> {
+    let rows: Vec<(Uuid, i64)> = Entity::find()
+        .select_only()
+        .column(Column::MemberId)
+        .column_as(
+            Expr::cust("CAST(COALESCE(SUM(remaining), 0) AS BIGINT)"),
+            "total",
+        )
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::MemberId.is_in(members.iter().copied()))
+        .filter(Column::Remaining.gt(0))
+        .filter(Column::ExpireTime.lte(until))
+        .group_by(Column::MemberId)
+        .into_tuple()
+        .all(tx)
+        .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Lots due for an expiry notice at `at`: points left, not expired, next notice time come.

@@ -25,6 +25,37 @@ pub async fn insert(tx: &DatabaseTransaction, row: &TransactionRow) -> Result<()
     Ok(())
 }
 
+/// [`insert`] for many rows in one statement.
+pub async fn insert_many(tx: &DatabaseTransaction, rows: &[TransactionRow]) -> Result<(), DbErr> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    Entity::insert_many(rows.iter().cloned().map(IntoActiveModel::into_active_model))
+        .exec_without_returning(tx)
+        .await?;
+    Ok(())
+}
+
+/// The till receipts among `keys` the ledger holds already.
+pub async fn existing_pos_keys(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    keys: &[String],
+) -> Result<std::collections::HashSet<String>, DbErr> {
+    if keys.is_empty() {
+        return Ok(Default::default());
+    }
+    let found: Vec<Option<String>> = Entity::find()
+        .select_only()
+        .column(Column::PosKey)
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::PosKey.is_in(keys.iter().cloned()))
+        .into_tuple()
+        .all(tx)
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
 pub async fn get(
     tx: &DatabaseTransaction,
     tenant: TenantId,

@@ -23,6 +23,7 @@ macro_rules! on_both_backends {
 }
 
 mod adjust;
+mod batch;
 mod cancel;
 mod concurrency;
 mod crash;
