@@ -56,6 +56,13 @@ pub struct OperatorConfig {
     /// report `Provisioned=False` (`PlatformPublicKeyMissing`), since billing's tokens would
     /// not verify there.
     pub platform_public_key: Option<PlatformPublicKey>,
+    /// The platform's JetStream stream and subject namespace (its `nats.stream` and
+    /// `nats.namespace`), where billing publishes token revocations. Dedicated tenants run on a
+    /// stream of their own and are told to hear revocations there too
+    /// (`SPHAROS__AUTH__REVOCATIONS__STREAM` / `__NAMESPACE`), so a token billing revokes stops
+    /// working on them as well.
+    pub platform_nats_stream: String,
+    pub platform_nats_namespace: String,
 }
 
 impl Default for OperatorConfig {
@@ -66,6 +73,9 @@ impl Default for OperatorConfig {
             shared_grpc_endpoint: "http://spharos.spharos-system.svc:50051".into(),
             platform_namespace: "spharos-system".into(),
             platform_public_key: None,
+            // The chart's `nats.stream` / `nats.namespace` defaults (kit's too).
+            platform_nats_stream: "SPHAROS".into(),
+            platform_nats_namespace: "spharos".into(),
         }
     }
 }
@@ -463,6 +473,16 @@ fn dedicated_objects(
         (
             "SPHAROS__NATS__STREAM".to_string(),
             format!("T{}", observed.tenant_id.replace('-', "").to_uppercase()),
+        ),
+        // ... but token revocations are billing's, published on the platform's stream: heard
+        // there too (only read; kit never creates or changes that stream).
+        (
+            "SPHAROS__AUTH__REVOCATIONS__STREAM".to_string(),
+            config.platform_nats_stream.clone(),
+        ),
+        (
+            "SPHAROS__AUTH__REVOCATIONS__NAMESPACE".to_string(),
+            config.platform_nats_namespace.clone(),
         ),
         (
             "SPHAROS__TENANT__DEFAULT_TIME_ZONE".to_string(),

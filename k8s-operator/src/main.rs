@@ -45,6 +45,21 @@ struct Args {
     /// NATS URL given to dedicated tenants.
     #[arg(long, env = "SPHAROS_OPERATOR_NATS_URL")]
     nats_url: String,
+    /// The platform's JetStream stream (its `nats.stream`): dedicated tenants hear billing's
+    /// token revocations there besides their own stream.
+    #[arg(
+        long,
+        env = "SPHAROS_OPERATOR_PLATFORM_NATS_STREAM",
+        default_value = "SPHAROS"
+    )]
+    platform_nats_stream: String,
+    /// The platform's subject namespace (its `nats.namespace`), of those revocations.
+    #[arg(
+        long,
+        env = "SPHAROS_OPERATOR_PLATFORM_NATS_NAMESPACE",
+        default_value = "spharos"
+    )]
+    platform_nats_namespace: String,
     /// Client endpoint of the shared deployment, written into shared tenants' token Secrets.
     #[arg(long, env = "SPHAROS_OPERATOR_SHARED_ENDPOINT")]
     shared_endpoint: String,
@@ -159,6 +174,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         shared_grpc_endpoint: args.shared_endpoint,
         platform_namespace: args.namespace.clone(),
         platform_public_key,
+        platform_nats_stream: args.platform_nats_stream,
+        platform_nats_namespace: args.platform_nats_namespace,
     };
     let ctx = Arc::new(Context::new(client, billing, config, metrics.clone()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

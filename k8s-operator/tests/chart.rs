@@ -473,6 +473,73 @@ fn the_operator_gets_the_platform_public_key_and_never_the_private_one() {
     assert!(!volumes.to_string().contains("platform-public-key"));
 }
 
+/// The operator's env value `name`.
+fn operator_env(d: &Deployment, name: &str) -> Option<String> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers[0].env.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value)
+}
+
+#[test]
+fn the_operator_knows_the_platform_stream_billing_revokes_tokens_on() {
+    for extra in [
+        vec!["-f", values("microservices").to_str().expect("utf-8")],
+        vec![
+            "-f",
+            values("microservices").to_str().expect("utf-8"),
+            "--set",
+            "nats.stream=MEMBERSHIP,nats.namespace=membership",
+        ],
+    ] {
+        let docs = template(&extra);
+        let operator = operator_deployment(&docs);
+        let platform = decode::<ConfigMap>(
+            of_kind(&docs, "ConfigMap")
+                .into_iter()
+                .find(|c| c["metadata"]["name"] == "spharos-config")
+                .expect("the platform's config map"),
+        )
+        .data
+        .unwrap_or_default();
+        // What the platform runs on (billing among it) is what dedicated tenants are told.
+        for (operator_var, platform_var) in [
+            (
+                "SPHAROS_OPERATOR_PLATFORM_NATS_STREAM",
+                "SPHAROS__NATS__STREAM",
+            ),
+            (
+                "SPHAROS_OPERATOR_PLATFORM_NATS_NAMESPACE",
+                "SPHAROS__NATS__NAMESPACE",
+            ),
+        ] {
+            let value = operator_env(&operator, operator_var);
+            assert!(value.is_some(), "{operator_var} missing ({extra:?})");
+            assert_eq!(
+                value.as_deref(),
+                platform.get(platform_var).map(String::as_str),
+                "{operator_var} ({extra:?})"
+            );
+        }
+    }
+    // The chart's defaults are the operator's own.
+    let docs = template(&[]);
+    let operator = operator_deployment(&docs);
+    let defaults = spharos_operator::desired::OperatorConfig::default();
+    assert_eq!(
+        operator_env(&operator, "SPHAROS_OPERATOR_PLATFORM_NATS_STREAM"),
+        Some(defaults.platform_nats_stream)
+    );
+    assert_eq!(
+        operator_env(&operator, "SPHAROS_OPERATOR_PLATFORM_NATS_NAMESPACE"),
+        Some(defaults.platform_nats_namespace)
+    );
+}
+
 #[test]
 fn example_tenants_render_through_the_chart() {
     for name in ["small-merchant", "large-franchise"] {

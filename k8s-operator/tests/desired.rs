@@ -857,6 +857,80 @@ fn microservices_pods_all_mount_the_same_signing_key_and_trust_the_platform() {
     }
 }
 
+/// Dedicated pods run on a NATS stream and namespace of their own, but billing publishes token
+/// revocations on the platform's: every pod is told to hear them there too, or a token
+/// billing revokes (tenant deletion, a rotated POS token) would keep working on the tenant.
+#[test]
+fn dedicated_pods_hear_token_revocations_on_the_platform_stream() {
+    let t = large_franchise();
+    let o = observed(&t);
+    let defaults = OperatorConfig::default();
+    assert_eq!(
+        (
+            defaults.platform_nats_stream.as_str(),
+            defaults.platform_nats_namespace.as_str()
+        ),
+        ("SPHAROS", "spharos"),
+        "the chart's nats.stream / nats.namespace defaults"
+    );
+    let config = OperatorConfig {
+        platform_nats_stream: "MEMBERSHIP".into(),
+        platform_nats_namespace: "membership".into(),
+        ..operator_config()
+    };
+    for mode in [DeploymentMode::Monolithic, DeploymentMode::Microservices] {
+        let mut t = t.clone();
+        t.spec.dedicated.as_mut().expect("sizing").mode = mode;
+        let objects = desired::desired_objects(&t, &o, &config).expect("objects");
+        let env = config_env(&objects);
+        assert_eq!(env["SPHAROS__AUTH__REVOCATIONS__STREAM"], "MEMBERSHIP");
+        assert_eq!(env["SPHAROS__AUTH__REVOCATIONS__NAMESPACE"], "membership");
+        // Their own bus stays their own.
+        assert_eq!(
+            env["SPHAROS__NATS__STREAM"],
+            "T0190F2C46F1E70008000000000000001"
+        );
+        assert_eq!(
+            env["SPHAROS__NATS__NAMESPACE"],
+            "t0190f2c46f1e70008000000000000001"
+        );
+        // Every pod reads that ConfigMap.
+        for d in deployments(&objects) {
+            assert_eq!(
+                d.object.data["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]
+                    ["name"],
+                "spharos-config",
+                "{}",
+                d.describe()
+            );
+        }
+    }
+    // And kit accepts exactly that environment: both processes' sources are configured.
+    let objects = desired::desired_objects(&t, &o, &config).expect("objects");
+    let env = config_env(&objects);
+    let var = |k: &str| env[k].as_str().expect("text").to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("spharos.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[nats]\nurl = {:?}\nstream = {:?}\nnamespace = {:?}\n\
+             [auth.revocations]\nstream = {:?}\nnamespace = {:?}\n",
+            var("SPHAROS__NATS__URL"),
+            var("SPHAROS__NATS__STREAM"),
+            var("SPHAROS__NATS__NAMESPACE"),
+            var("SPHAROS__AUTH__REVOCATIONS__STREAM"),
+            var("SPHAROS__AUTH__REVOCATIONS__NAMESPACE"),
+        ),
+    )
+    .expect("written");
+    let settings = spharos_kit::config::Settings::load(Some(&file)).expect("kit loads it");
+    assert_eq!(
+        settings.auth.revocations.source(),
+        Some(("MEMBERSHIP", "membership"))
+    );
+}
+
 #[test]
 fn without_a_platform_key_dedicated_tenants_say_tokens_will_not_verify() {
     let t = large_franchise();

@@ -331,10 +331,28 @@ impl TokenVerifier {
 /// Topic of token revocations (published by billing, payload `spharos.billing.v1.TokenRevoked`).
 pub const TOKEN_REVOKED_TOPIC: &str = "billing.token_revoked";
 
+/// Applies one `billing.token_revoked` event to `verifier` (a malformed one is logged and
+/// skipped).
+fn apply_revocation(verifier: &TokenVerifier, envelope: &crate::bus::Envelope, source: &str) {
+    match envelope.decode::<spharos_proto::billing::TokenRevoked>() {
+        Ok(revoked) => {
+            verifier.revoke(&revoked.token_id);
+            tracing::info!(token_id = %revoked.token_id, tenant_id = %revoked.tenant_id, source, "token revoked");
+        }
+        Err(e) => {
+            tracing::warn!(event_id = %envelope.id, source, error = %e, "malformed token revocation skipped")
+        }
+    }
+}
+
 /// Keeps `verifier`'s revocation list in step with `billing.token_revoked` events: replays every
 /// revocation on the bus at start, then applies new ones as they arrive (within milliseconds
 /// on NATS), so a revoked token is refused by every service of every process. Re-subscribes
 /// after the bus drops the subscription.
+///
+/// This hears the process's own stream and namespace only; a process whose revocations are
+/// published elsewhere (a dedicated tenant: billing runs on the platform's stream) also runs
+/// [`spawn_stream_revocation_listener`] (see [`crate::platform::Platform::spawn_revocation_listeners`]).
 pub async fn spawn_revocation_listener(
     bus: crate::bus::Bus,
     verifier: TokenVerifier,
@@ -350,18 +368,7 @@ pub async fn spawn_revocation_listener(
             };
             match next {
                 Some(Ok(delivery)) => {
-                    match delivery
-                        .envelope
-                        .decode::<spharos_proto::billing::TokenRevoked>()
-                    {
-                        Ok(revoked) => {
-                            verifier.revoke(&revoked.token_id);
-                            tracing::info!(token_id = %revoked.token_id, tenant_id = %revoked.tenant_id, "token revoked");
-                        }
-                        Err(e) => {
-                            tracing::warn!(event_id = %delivery.envelope.id, error = %e, "malformed token revocation skipped")
-                        }
-                    }
+                    apply_revocation(&verifier, &delivery.envelope, "own bus");
                     let _ = delivery.ack().await;
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "token revocation stream error"),
@@ -385,6 +392,133 @@ pub async fn spawn_revocation_listener(
             }
         }
     }))
+}
+
+/// First and longest wait between attempts of [`spawn_stream_revocation_listener`].
+const STREAM_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(200);
+const STREAM_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Like [`spawn_revocation_listener`], for revocations on another JetStream stream of the same
+/// NATS server (`stream`, subject `<namespace>.billing.token_revoked`), over `bus`'s
+/// connection: how a dedicated tenant, whose own bus is a stream of its own, hears the
+/// revocations billing publishes on the platform's.
+///
+/// The stream is only read: the listener looks it up and adds an ephemeral consumer (replaying
+/// every revocation from the stream's start, forgotten by the server a minute after this
+/// process stops pulling), and never creates or changes the stream, which belongs to the
+/// platform. It never fails either: while the stream is missing (the platform not deployed
+/// yet) or NATS refuses, it warns and retries with backoff (200 ms doubling to 30 s), and
+/// after any error on the message stream it subscribes afresh, replaying (revoking is
+/// idempotent).
+pub fn spawn_stream_revocation_listener(
+    bus: &crate::bus::NatsBus,
+    stream: &str,
+    namespace: &str,
+    verifier: TokenVerifier,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    use futures::StreamExt;
+    let js = bus.jetstream().clone();
+    let stream = stream.to_string();
+    let subject = format!("{namespace}.{TOKEN_REVOKED_TOPIC}");
+    tokio::spawn(async move {
+        let mut backoff = STREAM_RETRY_FIRST;
+        let source = format!("stream {stream}");
+        loop {
+            match subscribe_stream(&js, &stream, &subject).await {
+                Ok(mut messages) => {
+                    tracing::info!(%stream, %subject, "listening for token revocations");
+                    loop {
+                        let next = tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            next = messages.next() => next,
+                        };
+                        match next {
+                            Some(Ok(message)) => {
+                                backoff = STREAM_RETRY_FIRST;
+                                match crate::bus::Envelope::from_headers(
+                                    message.headers.as_ref(),
+                                    &message.payload,
+                                ) {
+                                    Ok(envelope) => apply_revocation(&verifier, &envelope, &source),
+                                    Err(reason) => tracing::warn!(
+                                        %stream,
+                                        subject = %message.subject,
+                                        %reason,
+                                        "malformed token revocation skipped"
+                                    ),
+                                }
+                            }
+                            Some(Err(e)) => {
+                                tracing::warn!(%stream, %subject, error = %e, "token revocation stream error; subscribing again");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                Err(SubscribeStreamError::StreamMissing) => tracing::warn!(
+                    %stream,
+                    %subject,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "the JetStream stream {stream} with the token revocations does not exist \
+                     (yet): tokens revoked there are still accepted by this process until it \
+                     does; it is never created from here"
+                ),
+                Err(SubscribeStreamError::Other(e)) => tracing::warn!(
+                    %stream,
+                    %subject,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    error = %e,
+                    "cannot subscribe to token revocations; retrying"
+                ),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(STREAM_RETRY_MAX);
+        }
+    })
+}
+
+enum SubscribeStreamError {
+    StreamMissing,
+    Other(String),
+}
+
+/// An ephemeral pull consumer of `subject` on the existing `stream` (as
+/// `Bus::subscribe_broadcast` makes on the process's own stream), without touching the stream.
+async fn subscribe_stream(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> Result<async_nats::jetstream::consumer::pull::Stream, SubscribeStreamError> {
+    use async_nats::jetstream::{
+        ErrorCode,
+        consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+        context::GetStreamErrorKind,
+    };
+    let handle = js.get_stream(stream).await.map_err(|e| match e.kind() {
+        GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+            SubscribeStreamError::StreamMissing
+        }
+        _ => SubscribeStreamError::Other(format!("stream {stream}: {e}")),
+    })?;
+    let consumer: PullConsumer = handle
+        .create_consumer(pull::Config {
+            filter_subject: subject.to_string(),
+            ack_policy: AckPolicy::None,
+            deliver_policy: DeliverPolicy::All,
+            inactive_threshold: std::time::Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| SubscribeStreamError::Other(e.to_string()))?;
+    consumer
+        .messages()
+        .await
+        .map_err(|e| SubscribeStreamError::Other(e.to_string()))
 }
 
 /// tonic interceptor: verifies `authorization: Bearer <token>` and puts the [`Principal`] into

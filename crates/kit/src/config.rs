@@ -93,6 +93,36 @@ pub struct AuthSettings {
     pub public_key_files: Vec<PathBuf>,
     /// Lifetime of minted tokens, in seconds.
     pub token_ttl_seconds: u64,
+    /// Where else token revocations come from (`[auth.revocations]`); unset, only this
+    /// process's own bus.
+    #[serde(default)]
+    pub revocations: RevocationSettings,
+}
+
+/// A second source of token revocations (`billing.token_revoked`) besides the process's own
+/// bus: another stream and subject namespace on the same NATS (`nats.url`). Dedicated tenants
+/// run on a stream of their own while billing publishes revocations on the platform's, so
+/// the operator sets these to the platform's `nats.stream` and `nats.namespace`
+/// (`SPHAROS__AUTH__REVOCATIONS__STREAM`, `SPHAROS__AUTH__REVOCATIONS__NAMESPACE`). Both or
+/// neither; they need `nats.url`. The stream is only read: it is never created or changed,
+/// and while it does not exist the listener retries (with a warning).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RevocationSettings {
+    /// The JetStream stream holding the revocations, e.g. `SPHAROS`.
+    pub stream: Option<String>,
+    /// Its subject namespace: revocations are `<namespace>.billing.token_revoked`, e.g.
+    /// `spharos`.
+    pub namespace: Option<String>,
+}
+
+impl RevocationSettings {
+    /// `(stream, namespace)` when configured (validation refuses one without the other).
+    pub fn source(&self) -> Option<(&str, &str)> {
+        match (&self.stream, &self.namespace) {
+            (Some(stream), Some(namespace)) => Some((stream, namespace)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +182,12 @@ listen = "127.0.0.1:8080"
 
 [auth]
 token_ttl_seconds = 31536000
+# Token revocations are heard on this process's own bus. [auth.revocations] adds a second
+# source on the same NATS (needs nats.url; both keys or neither): a dedicated tenant sets the
+# platform's stream and namespace, where billing publishes them. Only read, never created.
+#   [auth.revocations]
+#   stream = "SPHAROS"      # SPHAROS__AUTH__REVOCATIONS__STREAM
+#   namespace = "spharos"   # SPHAROS__AUTH__REVOCATIONS__NAMESPACE
 
 [crypto]
 
@@ -183,6 +219,14 @@ pub enum ConfigError {
 impl Settings {
     /// Defaults, then `file` (if given), then `SPHAROS__SECTION__KEY` variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, None)
+    }
+
+    /// [`Settings::load`] with `env` in place of the process environment when given (tests).
+    fn load_with_env(
+        file: Option<&Path>,
+        env: Option<config::Map<String, String>>,
+    ) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(path) = file {
@@ -201,7 +245,8 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("auth.public_key_files")
                 .with_list_parse_key("crypto.previous_master_key_files")
-                .try_parsing(true),
+                .try_parsing(true)
+                .source(env),
         );
         let cfg = builder.build().map_err(|source| ConfigError::File {
             path: file.map(Path::to_path_buf).unwrap_or_default(),
@@ -256,6 +301,60 @@ impl Settings {
                 "nats.namespace must be a plain subject token like \"spharos\"".into(),
             ));
         }
+        self.validate_revocations()
+    }
+
+    fn validate_revocations(&self) -> Result<(), ConfigError> {
+        let r = &self.auth.revocations;
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        match (&r.stream, &r.namespace) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => {
+                return invalid(
+                    "auth.revocations.namespace must be set with auth.revocations.stream (the \
+                     subject namespace of that stream, e.g. \"spharos\")"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    "auth.revocations.stream must be set with auth.revocations.namespace (the \
+                     JetStream stream holding that namespace, e.g. \"SPHAROS\")"
+                        .into(),
+                );
+            }
+            (Some(stream), Some(namespace)) => {
+                // JetStream stream names: no whitespace, '.', wildcards or path separators.
+                if stream.is_empty()
+                    || stream
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || ".*>/\\".contains(c))
+                {
+                    return invalid(format!(
+                        "auth.revocations.stream must be a JetStream stream name like \"SPHAROS\", got {stream:?}"
+                    ));
+                }
+                // As for nats.namespace: whatever the platform may use is accepted here.
+                if namespace.is_empty()
+                    || namespace
+                        .chars()
+                        .any(|c| c.is_whitespace() || c == '*' || c == '>')
+                {
+                    return invalid(format!(
+                        "auth.revocations.namespace must be a subject prefix like \"spharos\" (no wildcards or spaces), got {namespace:?}"
+                    ));
+                }
+            }
+        }
+        // The in-process bus hears this process only: refusing to start is safer than running
+        // on while the revocations this setting asks for can never arrive.
+        if self.nats.url.is_none() {
+            return invalid(
+                "auth.revocations.stream and auth.revocations.namespace need nats.url (another \
+                 stream's revocations are read from NATS; the in-process bus has none)"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
@@ -285,6 +384,9 @@ impl Settings {
                 "signing_key_file": self.auth.signing_key_file,
                 "public_key_files": self.auth.public_key_files,
                 "token_ttl_seconds": self.auth.token_ttl_seconds,
+                "revocations": self.auth.revocations.source().map(|(stream, namespace)| {
+                    serde_json::json!({ "stream": stream, "namespace": namespace })
+                }),
             },
             "crypto": {
                 "master_key_file": self.crypto.master_key_file,
@@ -389,6 +491,81 @@ mod tests {
             err.to_string().contains("tenant.default_time_zone"),
             "{err}"
         );
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Option<config::Map<String, String>> {
+        Some(
+            vars.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn revocations_come_from_the_own_bus_only_by_default() {
+        let s = Settings::load_with_env(None, env(&[])).expect("defaults load");
+        assert!(s.auth.revocations.source().is_none());
+        assert!(!s.redacted_toml().contains("revocations"));
+        // The documented keys are only comments in the defaults.
+        assert!(DEFAULTS.contains("SPHAROS__AUTH__REVOCATIONS__STREAM"));
+        assert!(DEFAULTS.contains("SPHAROS__AUTH__REVOCATIONS__NAMESPACE"));
+    }
+
+    #[test]
+    fn a_second_revocation_source_is_read_from_the_environment() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("SPHAROS__NATS__URL", "nats://nats:4222"),
+                ("SPHAROS__NATS__STREAM", "T0190F2C4"),
+                ("SPHAROS__NATS__NAMESPACE", "t0190f2c4"),
+                ("SPHAROS__AUTH__REVOCATIONS__STREAM", "SPHAROS"),
+                ("SPHAROS__AUTH__REVOCATIONS__NAMESPACE", "spharos"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(s.auth.revocations.source(), Some(("SPHAROS", "spharos")));
+        assert_eq!(s.nats.stream, "T0190F2C4");
+        let printed = s.redacted_toml();
+        assert!(printed.contains("[auth.revocations]"), "{printed}");
+        assert!(printed.contains("stream = \"SPHAROS\""), "{printed}");
+    }
+
+    #[test]
+    fn bad_revocation_sources_name_the_key() {
+        let nats = ("SPHAROS__NATS__URL", "nats://nats:4222");
+        let stream = ("SPHAROS__AUTH__REVOCATIONS__STREAM", "SPHAROS");
+        let namespace = ("SPHAROS__AUTH__REVOCATIONS__NAMESPACE", "spharos");
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (&[nats, stream], "auth.revocations.namespace must be set"),
+            (&[nats, namespace], "auth.revocations.stream must be set"),
+            (
+                &[
+                    nats,
+                    namespace,
+                    ("SPHAROS__AUTH__REVOCATIONS__STREAM", "SPHA.ROS"),
+                ],
+                "auth.revocations.stream must be a JetStream stream name",
+            ),
+            (
+                &[nats, namespace, ("SPHAROS__AUTH__REVOCATIONS__STREAM", "")],
+                "auth.revocations.stream must be a JetStream stream name",
+            ),
+            (
+                &[
+                    nats,
+                    stream,
+                    ("SPHAROS__AUTH__REVOCATIONS__NAMESPACE", "spharos.>"),
+                ],
+                "auth.revocations.namespace must be a subject prefix",
+            ),
+            // The in-process bus cannot hear another stream: refused, not ignored.
+            (&[stream, namespace], "need nats.url"),
+        ];
+        for (vars, want) in cases {
+            let err = Settings::load_with_env(None, env(vars)).expect_err(want);
+            assert!(err.to_string().contains(want), "{vars:?}: {err}");
+        }
     }
 
     #[test]

@@ -25,6 +25,69 @@ pub struct Platform {
     pub shutdown: CancellationToken,
 }
 
+impl Platform {
+    /// The token revocation listeners of this process, one task that ends when they all have
+    /// (on `shutdown`): [`crate::auth::spawn_revocation_listener`] on the own bus, and, with
+    /// `auth.revocations` set, [`crate::auth::spawn_stream_revocation_listener`] on that stream
+    /// and namespace over the same NATS connection. Both feed [`Platform::verifier`]. Fails
+    /// only when the own bus refuses the subscription; the other source is retried in the
+    /// background while its stream does not exist.
+    ///
+    /// With the in-process bus the setting cannot be honoured (configuration validation refuses
+    /// it with `nats.url` unset; a bus built apart from the settings gets a warning here).
+    pub async fn spawn_revocation_listeners(
+        &self,
+    ) -> Result<tokio::task::JoinHandle<()>, crate::bus::BusError> {
+        let own = crate::auth::spawn_revocation_listener(
+            self.bus.clone(),
+            self.verifier.clone(),
+            self.shutdown.clone(),
+        )
+        .await?;
+        let other = match (&self.bus, self.settings.auth.revocations.source()) {
+            (_, None) => None,
+            (Bus::Nats(nats), Some((stream, namespace))) => {
+                if stream == nats.stream() && namespace == nats.namespace() {
+                    tracing::debug!(
+                        stream,
+                        namespace,
+                        "auth.revocations is the own bus: one listener is enough"
+                    );
+                    None
+                } else {
+                    tracing::info!(
+                        stream,
+                        namespace,
+                        "also hearing token revocations from another stream (auth.revocations)"
+                    );
+                    Some(crate::auth::spawn_stream_revocation_listener(
+                        nats,
+                        stream,
+                        namespace,
+                        self.verifier.clone(),
+                        self.shutdown.clone(),
+                    ))
+                }
+            }
+            (Bus::InProcess(_), Some((stream, namespace))) => {
+                tracing::warn!(
+                    stream,
+                    namespace,
+                    "auth.revocations ignored: the in-process bus cannot hear another stream, so \
+                     tokens revoked there are still accepted by this process"
+                );
+                None
+            }
+        };
+        Ok(tokio::spawn(async move {
+            let _ = own.await;
+            if let Some(other) = other {
+                let _ = other.await;
+            }
+        }))
+    }
+}
+
 /// A module as built: its background tasks and a readiness probe.
 pub struct Module {
     pub name: &'static str,

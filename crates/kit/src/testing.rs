@@ -111,14 +111,11 @@ pub async fn platform(settings: Settings) -> (Platform, TokenSigner) {
         master_key: Arc::new(MasterKey::generate()),
         shutdown: CancellationToken::new(),
     };
-    // As in `spharos serve`: one revocation listener per process.
-    crate::auth::spawn_revocation_listener(
-        platform.bus.clone(),
-        platform.verifier.clone(),
-        platform.shutdown.clone(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("token revocation listener: {e}"));
+    // As in `spharos serve`: the revocation listeners of one process.
+    platform
+        .spawn_revocation_listeners()
+        .await
+        .unwrap_or_else(|e| panic!("token revocation listener: {e}"));
     (platform, signer)
 }
 

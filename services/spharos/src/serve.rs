@@ -67,14 +67,12 @@ pub async fn serve(settings: Settings, targets: Vec<Target>, demo: bool) -> Resu
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(health_service).add_service(reflection);
 
-    // One per process: every module here shares the verifier, so one listener serves them all.
-    let revocations = spharos_kit::auth::spawn_revocation_listener(
-        platform.bus.clone(),
-        platform.verifier.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    // One per process: every module here shares the verifier, so one listener serves them all
+    // (plus one on `auth.revocations` when set: a dedicated tenant hears the platform's).
+    let revocations = platform
+        .spawn_revocation_listeners()
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
     let mut modules: Vec<Module> = Vec::new();
     let mut member_app = None;
     let in_process: Vec<&str> = targets.iter().map(|t| t.name()).collect();
