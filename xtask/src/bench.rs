@@ -269,6 +269,15 @@ fn loadtest_bench(
         report.display()
     );
     let load = sys::run_foreground(&mut cmd);
+    // Read before the process ends: the most memory it held and the CPU it used (seed, warm-up
+    // and phases together).
+    match (server.peak_rss_kib(), server.cpu_seconds()) {
+        (Ok(peak), Ok(cpu)) => eprintln!(
+            "xtask: spharos peak RSS {:.1} MiB, {cpu:.1} s of CPU over the run",
+            peak as f64 / 1024.0
+        ),
+        (Err(e), _) | (_, Err(e)) => eprintln!("xtask: warning: {e:#}"),
+    }
 
     let (status, _) = server.stop()?;
     if !status.success() {
@@ -276,6 +285,11 @@ fn loadtest_bench(
             "xtask: warning: spharos exited with {status} on SIGTERM\n--- end of its log:\n{}",
             sys::tail(&server.log, 20)
         );
+    }
+    let kept = report.with_extension("spharos.log");
+    match std::fs::copy(&server.log, &kept) {
+        Ok(_) => eprintln!("xtask: the server's log is kept at {}", kept.display()),
+        Err(e) => eprintln!("xtask: warning: cannot keep the server's log: {e}"),
     }
     drop(database); // before the servers in `backends` stop
     drop(backends);
@@ -516,14 +530,44 @@ impl Server {
     }
 
     fn rss_kib(&self) -> Result<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most resident memory the process ever held (`VmHWM`).
+    fn peak_rss_kib(&self) -> Result<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> Result<u64> {
         let path = format!("/proc/{}/status", self.child.id());
         let status =
             std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no VmRSS in {path}"))
+            .with_context(|| format!("no {field} in {path}"))
+    }
+
+    /// User + system CPU time of the process so far (`/proc/<pid>/stat` fields 14 and 15,
+    /// in clock ticks of 1/100 s on Linux).
+    fn cpu_seconds(&self) -> Result<f64> {
+        let path = format!("/proc/{}/stat", self.child.id());
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        // The command name (field 2) may hold spaces; the fields after its ')' are plain.
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r)
+            .with_context(|| format!("unexpected {path}"))?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| -> Result<f64> {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .with_context(|| format!("no CPU time in {path}"))
+        };
+        // After ')': field 3 is index 0, so utime (14) is 11 and stime (15) is 12.
+        Ok((ticks(11)? + ticks(12)?) / 100.0)
     }
 
     /// SIGTERM and wait (10 s, then SIGKILL): the exit status and how long it took.

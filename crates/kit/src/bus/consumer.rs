@@ -10,12 +10,12 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
+use futures::FutureExt;
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbErr,
     sea_query::{OnConflict, Query},
 };
 use tokio_util::sync::CancellationToken;
-use futures::FutureExt;
 use tracing::Instrument;
 
 use super::{Bus, BusError, Delivery, Envelope, Subscription, outbox::PROCESSED};
