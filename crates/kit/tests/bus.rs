@@ -311,7 +311,11 @@ fn consumed(consumer: &str, outcome: &str) -> u64 {
 struct Recorder {
     calls: AtomicUsize,
     fail_first: AtomicUsize,
+    /// Fails the first handling of this event (wherever it comes in the stream).
+    poison: Mutex<Option<Uuid>>,
     seen: Mutex<Vec<Envelope>>,
+    /// The PostgreSQL transaction of each successful handling.
+    transactions: Mutex<Vec<i64>>,
 }
 
 impl Recorder {
@@ -338,6 +342,13 @@ impl EventHandler for Recorder {
             [event.tenant.as_uuid().into(), event.id.into()],
         ))
         .await?;
+        let poisoned = {
+            let mut poison = self.poison.lock().expect("not poisoned");
+            (*poison == Some(event.id)).then(|| poison.take()).is_some()
+        };
+        if poisoned {
+            return Err(ServiceError::Unavailable("injected failure".into()));
+        }
         let failures_left = self.fail_first.load(Ordering::SeqCst);
         if failures_left > 0 {
             self.fail_first.store(failures_left - 1, Ordering::SeqCst);
@@ -346,6 +357,17 @@ impl EventHandler for Recorder {
         let _: PointsEarned = event
             .decode()
             .map_err(|e| ServiceError::internal(format!("undecodable payload: {e}")))?;
+        if backend == DbBackend::Postgres {
+            let row = tx
+                .query_one_raw(Statement::from_string(
+                    backend,
+                    "SELECT CAST(txid_current() AS BIGINT) AS id",
+                ))
+                .await?
+                .ok_or_else(|| ServiceError::internal("no txid"))?;
+            let id: i64 = row.try_get("", "id").map_err(ServiceError::from)?;
+            self.transactions.lock().expect("not poisoned").push(id);
+        }
         self.seen.lock().expect("not poisoned").push(event.clone());
         Ok(())
     }
@@ -633,6 +655,70 @@ async fn redelivered_event_is_handled_once() {
         },
     )
     .await;
+
+    shutdown.cancel();
+    consumer.await.expect("consumer stops");
+    tb.delete().await;
+    db.close().await.ok();
+    pg.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_events_share_transactions_and_a_failing_group_goes_one_by_one() {
+    const EVENTS: usize = 300;
+    let tb = TestBus::connect().await;
+    let pg = PgDatabase::create().await;
+    let db = pg.open().await;
+    let shutdown = CancellationToken::new();
+    let consumer_name = format!("group-{}", random_hex());
+    // Three tenants interleaved: a group is one tenant's events.
+    let tenants = [
+        TenantId::generate(),
+        TenantId::generate(),
+        TenantId::generate(),
+    ];
+    let events: Vec<Envelope> = (0..EVENTS)
+        .map(|i| earned(tenants[i % 3], i as i64))
+        .collect();
+    let handler = Arc::new(Recorder::default());
+    *handler.poison.lock().expect("not poisoned") = Some(events[EVENTS - 10].id);
+    let consumer = bus::spawn_consumer(
+        &consumer_name,
+        &["points.earned"],
+        db.clone(),
+        tb.bus.clone(),
+        handler.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("consumer subscribes");
+    tb.bus.publish_batch(&events).await.expect("published");
+
+    wait_until(Duration::from_secs(20), "every event handled", || async {
+        consumed(&consumer_name, "handled") == EVENTS as u64
+    })
+    .await;
+    // Each event's effect exactly once: the rolled-back group left nothing behind.
+    assert_eq!(count_as_owner(&db).await, EVENTS as i64);
+    let mut seen: Vec<Uuid> = handler.seen().iter().map(|e| e.id).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), EVENTS);
+    // Far fewer transactions than events: the waiting ones went together.
+    let mut transactions = handler.transactions.lock().expect("not poisoned").clone();
+    transactions.sort_unstable();
+    transactions.dedup();
+    assert!(
+        transactions.len() < EVENTS / 2,
+        "{} transactions for {EVENTS} events",
+        transactions.len()
+    );
+    // The poison failed inside a group (not alone: 300 events were waiting), so no delivery
+    // failed on its own: the group rolled back and its events, the poison among them (it fails
+    // once only), succeeded one by one.
+    assert_eq!(consumed(&consumer_name, "failed"), 0);
+    assert!(handler.calls() > EVENTS, "the group was handled twice over");
+    assert_eq!(consumed(&consumer_name, "duplicate"), 0);
 
     shutdown.cancel();
     consumer.await.expect("consumer stops");
