@@ -226,6 +226,23 @@ pub const PLATFORM_PUBLIC_KEY_FILE: &str = "/etc/spharos/trusted/platform.pem";
 /// Pod-template annotation naming the platform key id the pods trust: keys are read at start,
 /// so a new platform key rolls the pods.
 pub const PLATFORM_KEY_ID_ANNOTATION: &str = "membership.spharos.io/platform-key-id";
+/// Pod-template annotation: a hash of the `spharos-config` ConfigMap's data. Pods read their
+/// environment only at start, so a changed ConfigMap (a module enabled, an endpoint moved, an
+/// operator upgrade adding a setting) rolls the Deployments; an unchanged one never does.
+pub const CONFIG_HASH_ANNOTATION: &str = "membership.spharos.io/config-hash";
+
+/// The first 16 hex digits of SHA-256 over the ConfigMap data (keys in order).
+fn config_hash(env: &BTreeMap<String, String>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (k, v) in env {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..8])
+}
 
 /// The copy of the messaging sender Secret inside a dedicated namespace.
 pub const MESSAGING_SECRET: &str = "spharos-messaging";
@@ -545,6 +562,7 @@ fn dedicated_objects(
             );
         }
     }
+    let env_hash = config_hash(&env);
     out.push(object(
         core("ConfigMap", "configmaps"),
         json!({
@@ -566,7 +584,7 @@ fn dedicated_objects(
         };
         for (name, target) in workloads {
             out.extend(workload(
-                tenant, &ns, labels, &name, &target, &sizing, &db, config,
+                tenant, &ns, labels, &name, &target, &sizing, &db, config, &env_hash,
             )?);
         }
     }
@@ -672,6 +690,7 @@ fn workload(
     sizing: &crate::crd::DedicatedSpec,
     db: &DatabaseSource,
     config: &OperatorConfig,
+    env_hash: &str,
 ) -> Result<Vec<DesiredObject>, DesiredError> {
     let mut pod_labels = labels.clone();
     pod_labels.insert("app.kubernetes.io/component".into(), name.into());
@@ -709,7 +728,10 @@ fn workload(
         json!({ "name": "keys", "secret": { "secretName": MASTER_KEY_SECRET } }),
         json!({ "name": "signing-key", "secret": { "secretName": SIGNING_KEY_SECRET } }),
     ];
-    let mut template_metadata = json!({ "labels": pod_labels });
+    let mut template_metadata = json!({
+        "labels": pod_labels,
+        "annotations": { CONFIG_HASH_ANNOTATION: env_hash },
+    });
     if let Some(platform) = &config.platform_public_key {
         mounts.push(
             json!({ "name": "trusted-keys", "mountPath": "/etc/spharos/trusted", "readOnly": true }),
@@ -717,7 +739,7 @@ fn workload(
         volumes.push(
             json!({ "name": "trusted-keys", "configMap": { "name": TRUSTED_KEYS_CONFIG_MAP } }),
         );
-        template_metadata["annotations"] = json!({ PLATFORM_KEY_ID_ANNOTATION: platform.key_id() });
+        template_metadata["annotations"][PLATFORM_KEY_ID_ANNOTATION] = json!(platform.key_id());
     }
     if messaging {
         mounts.push(

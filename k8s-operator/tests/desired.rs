@@ -948,7 +948,9 @@ fn without_a_platform_key_dedicated_tenants_say_tokens_will_not_verify() {
     );
     for d in deployments(&objects) {
         assert!(volume_and_mount(d, "trusted-keys").is_none());
-        assert!(d.object.data["spec"]["template"]["metadata"]["annotations"].is_null());
+        let annotations = &d.object.data["spec"]["template"]["metadata"]["annotations"];
+        assert!(annotations[desired::PLATFORM_KEY_ID_ANNOTATION].is_null());
+        assert!(annotations[desired::CONFIG_HASH_ANNOTATION].is_string());
     }
     assert_typed_round_trip(&objects);
     let status = desired::status(&t, &o, &config, true);
@@ -1154,4 +1156,47 @@ fn the_keys_the_operator_hands_out_work_with_kit_auth() {
     materialize(&objects, d, &root);
     let (_, verifier) = pod_keys(&objects, &root);
     assert_eq!(verifier.verify(&api_token), Err(AuthError::UnknownKey));
+}
+
+/// The pod template carries a hash of the ConfigMap: pods read their environment only at
+/// start, so a change of it must roll them, and nothing else in the spec may.
+#[test]
+fn pods_roll_when_their_config_changes_and_only_then() {
+    fn hashes(t: &MembershipTenant) -> Vec<String> {
+        let objects =
+            desired::desired_objects(t, &observed(t), &operator_config()).expect("objects");
+        deployments(&objects)
+            .iter()
+            .map(|d| {
+                d.object.data["spec"]["template"]["metadata"]["annotations"]
+                    [desired::CONFIG_HASH_ANNOTATION]
+                    .as_str()
+                    .expect("config hash")
+                    .to_string()
+            })
+            .collect()
+    }
+    let t = large_franchise();
+    let first = hashes(&t);
+    assert_eq!(first.len(), 4);
+    assert!(
+        first.iter().all(|h| h == &first[0] && h.len() == 16),
+        "{first:?}"
+    );
+    assert_eq!(hashes(&t), first, "the same spec, the same hash");
+
+    let mut rescaled = t.clone();
+    rescaled
+        .spec
+        .dedicated
+        .as_mut()
+        .expect("dedicated")
+        .replicas += 1;
+    assert_eq!(hashes(&rescaled), first, "scaling is no config change");
+
+    let mut moved = t.clone();
+    moved.spec.time_zone = "Asia/Tokyo".into();
+    let changed = hashes(&moved);
+    assert_ne!(changed[0], first[0], "a new time zone rolls the pods");
+    assert!(changed.iter().all(|h| h == &changed[0]));
 }

@@ -47,27 +47,7 @@ pub async fn create(
     member: Uuid,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let row = AccountRow {
-        tenant_id: tenant.as_uuid(),
-        member_id: member,
-        available: 0,
-        pending: 0,
-        debt: 0,
-        lifetime_earned: 0,
-        lifetime_spent: 0,
-        version: 0,
-        created_time: now,
-        updated_time: now,
-    };
-    let n = Entity::insert(row.into_active_model())
-        .on_conflict(
-            OnConflict::columns([Column::TenantId, Column::MemberId])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(tx)
-        .await?;
-    Ok(n == 1)
+    Ok(create_many(tx, tenant, &[member], now).await? == 1)
 }
 
 /// Writes the new sums of `row`, if its version is still `row.version`, and bumps the version.
