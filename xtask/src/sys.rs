@@ -133,7 +133,13 @@ pub fn terminate(child: &mut Child, grace: Duration) -> (Option<ExitStatus>, boo
 
 /// The workspace root (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo xtask` (cargo run) sets CARGO_MANIFEST_DIR for the run too: the checkout it was
+    // invoked in. The compile-time value is only the fallback, because checkouts sharing one
+    // CARGO_TARGET_DIR (CI clones and the working tree) can run a binary built in another.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("xtask's manifest dir always has the workspace root as parent")
         .to_path_buf()
