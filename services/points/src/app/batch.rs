@@ -24,7 +24,6 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use sea_orm::DatabaseTransaction;
 use spharos_kit::{
     ServiceError, TenantId,
     bus::{self, Envelope, Outbox},
@@ -245,6 +244,8 @@ enum Written {
     Committed(Vec<Option<Earned>>),
     /// Rolled back: these requests' idempotency keys were used before.
     KeysTaken(Vec<usize>),
+    /// Rolled back after creating the accounts of members earning for the first time.
+    AccountsCreated,
 }
 
 /// Everything a batch writes, one statement per table.
@@ -276,10 +277,11 @@ impl Writer {
             .collect();
         let mut eligible = eligible;
         let size = jobs.len();
-        // A key found taken at the end rolls the batch back; it is written again without the
-        // requests whose keys were taken (once: a second failure leaves all to the single path).
+        // A key found taken rolls the batch back; it is written again without the requests whose
+        // keys were taken. First earns of members have their accounts made first, then the
+        // batch goes again. Three attempts at most; then all go to the single path.
         let mut results = None;
-        for attempt in 1..=2 {
+        for attempt in 1..=3 {
             match self.write(tenant, &jobs, &eligible).await {
                 Ok(Written::Committed(done)) => {
                     let written = done.iter().filter(|r| r.is_some()).count() as u64;
@@ -291,6 +293,7 @@ impl Writer {
                     results = Some(done);
                     break;
                 }
+                Ok(Written::AccountsCreated) => {}
                 Ok(Written::KeysTaken(taken)) => {
                     self.stats.rolled_back.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(tenant_id = %tenant, earns = size, taken = taken.len(), attempt, "earn batch rolled back: idempotency keys used before");
@@ -352,7 +355,21 @@ impl Writer {
         let mut members: Vec<Uuid> = live(&plans).iter().map(|i| jobs[*i].member.id).collect();
         members.sort_unstable();
         members.dedup();
-        let mut accounts = self.lock_accounts(&tx, tenant, &members, at).await?;
+        let mut accounts = accounts::lock_many(&tx, tenant, &members).await?;
+        if accounts.len() < members.len() {
+            // First earns of some members. Their accounts are made in a short transaction of
+            // their own, then the batch starts over: creating them here, after locking the
+            // others, would take row locks out of member order (two batches could deadlock).
+            tx.rollback().await?;
+            let have: HashSet<Uuid> = accounts.iter().map(|a| a.member_id).collect();
+            let missing: Vec<Uuid> = members
+                .iter()
+                .copied()
+                .filter(|m| !have.contains(m))
+                .collect();
+            self.create_accounts(tenant, &missing, at).await?;
+            return Ok(Written::AccountsCreated);
+        }
         let due = lots::due_among(&tx, tenant, &members, at).await?;
         for i in live(&plans) {
             if due.contains(&jobs[i].member.id) {
@@ -474,35 +491,18 @@ impl Writer {
         Ok(Written::Committed(results))
     }
 
-    /// Locks the accounts of `members` (sorted), creating those that do not exist yet.
-    async fn lock_accounts(
+    /// Creates the accounts of `members` (sorted), in a transaction of their own.
+    async fn create_accounts(
         &self,
-        tx: &DatabaseTransaction,
         tenant: TenantId,
         members: &[Uuid],
         at: DateTime<Utc>,
-    ) -> Result<Vec<AccountRow>, ServiceError> {
-        if members.is_empty() {
-            return Ok(Vec::new());
+    ) -> Result<(), ServiceError> {
+        let tx = self.db.begin(tenant).await?;
+        if accounts::create_many(&tx, tenant, members, at).await? > 0 {
+            tenants::register(&tx, tenant, at).await?;
         }
-        let mut found = accounts::lock_many(tx, tenant, members).await?;
-        if found.len() < members.len() {
-            let have: HashSet<Uuid> = found.iter().map(|a| a.member_id).collect();
-            let missing: Vec<Uuid> = members
-                .iter()
-                .copied()
-                .filter(|m| !have.contains(m))
-                .collect();
-            if accounts::create_many(tx, tenant, &missing, at).await? > 0 {
-                tenants::register(tx, tenant, at).await?;
-            }
-            found.extend(accounts::lock_many(tx, tenant, &missing).await?);
-        }
-        if found.len() != members.len() {
-            return Err(ServiceError::internal(
-                "a point account vanished after its creation",
-            ));
-        }
-        Ok(found)
+        tx.commit().await?;
+        Ok(())
     }
 }
