@@ -297,6 +297,25 @@ fn object(api: ApiResource, value: Value) -> Result<DesiredObject, DesiredError>
     Ok(DesiredObject { api, object })
 }
 
+/// An `Opaque` Secret holding `string_data`.
+fn opaque_secret(
+    namespace: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    string_data: Value,
+) -> Result<DesiredObject, DesiredError> {
+    object(
+        core("Secret", "secrets"),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": { "name": name, "namespace": namespace, "labels": labels },
+            "type": "Opaque",
+            "stringData": string_data,
+        }),
+    )
+}
+
 fn core(kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", kind), plural)
 }
@@ -409,27 +428,19 @@ fn dedicated_objects(
     )?);
 
     if let Some(key) = &observed.master_key {
-        out.push(object(
-            core("Secret", "secrets"),
-            json!({
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": { "name": MASTER_KEY_SECRET, "namespace": ns, "labels": labels },
-                "type": "Opaque",
-                "stringData": { "master.key": key },
-            }),
+        out.push(opaque_secret(
+            &ns,
+            MASTER_KEY_SECRET,
+            labels,
+            json!({ "master.key": key }),
         )?);
     }
     if let Some(pem) = &observed.signing_key {
-        out.push(object(
-            core("Secret", "secrets"),
-            json!({
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": { "name": SIGNING_KEY_SECRET, "namespace": ns, "labels": labels },
-                "type": "Opaque",
-                "stringData": { "signing.pem": pem },
-            }),
+        out.push(opaque_secret(
+            &ns,
+            SIGNING_KEY_SECRET,
+            labels,
+            json!({ "signing.pem": pem }),
         )?);
     }
     if let Some(platform) = &config.platform_public_key {
@@ -454,29 +465,16 @@ fn dedicated_objects(
     let db = database_source(tenant, observed);
     match &db {
         DatabaseSource::CloudNativePg => out.push(cnpg_cluster(tenant, &ns, labels)?),
-        DatabaseSource::Existing(url) => out.push(object(
-            core("Secret", "secrets"),
-            json!({
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": { "name": "spharos-database", "namespace": ns, "labels": labels },
-                "type": "Opaque",
-                "stringData": { "url": url },
-            }),
+        DatabaseSource::Existing(url) => out.push(opaque_secret(
+            &ns,
+            "spharos-database",
+            labels,
+            json!({ "url": url }),
         )?),
         DatabaseSource::Unavailable => {}
     }
     if let Some(data) = &observed.messaging_secret {
-        out.push(object(
-            core("Secret", "secrets"),
-            json!({
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": { "name": MESSAGING_SECRET, "namespace": ns, "labels": labels },
-                "type": "Opaque",
-                "stringData": data,
-            }),
-        )?);
+        out.push(opaque_secret(&ns, MESSAGING_SECRET, labels, json!(data))?);
     }
 
     let targets = service_targets(tenant);
@@ -1486,14 +1484,10 @@ pub fn retained_master_key(
 ) -> Result<DesiredObject, DesiredError> {
     let mut labels = labels(tenant, tenant_id);
     labels.insert("membership.spharos.io/retention".into(), "true".into());
-    object(
-        core("Secret", "secrets"),
-        json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": { "name": copy_name, "namespace": copy_namespace, "labels": labels },
-            "type": "Opaque",
-            "stringData": { "master.key": key },
-        }),
+    opaque_secret(
+        copy_namespace,
+        copy_name,
+        &labels,
+        json!({ "master.key": key }),
     )
 }
