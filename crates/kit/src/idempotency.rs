@@ -133,7 +133,7 @@ pub async fn record_many<C: ConnectionTrait>(
     tx: &C,
     tenant: TenantId,
     scope: &str,
-    entries: &[(&str, &str, Vec<u8>)],
+    entries: &[(&str, &str, &[u8])],
 ) -> Result<std::collections::HashSet<String>, DbErr> {
     use sea_orm::sea_query::{Alias, OnConflict, Query};
     if entries.is_empty() {
@@ -167,7 +167,7 @@ pub async fn record_many<C: ConnectionTrait>(
                 scope.into(),
                 (*key).into(),
                 (*hash).into(),
-                response.clone().into(),
+                response.to_vec().into(),
                 now.into(),
             ])
             .map_err(|e| DbErr::Custom(e.to_string()))?;

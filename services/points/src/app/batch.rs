@@ -452,14 +452,14 @@ impl Writer {
             results[i] = Some(result);
         }
 
-        let entries: Vec<(&str, &str, Vec<u8>)> = writes
+        let entries: Vec<(&str, &str, &[u8])> = writes
             .keys
             .iter()
             .map(|(i, hash, response)| {
                 (
                     jobs[*i].form.idempotency_key.as_str(),
                     hash.as_str(),
-                    response.clone(),
+                    response.as_slice(),
                 )
             })
             .collect();
