@@ -6,16 +6,27 @@
 //! the role `database.app_role`, which does not own the tables, so RLS applies to it.
 //! **Invariant:** never acquire a second connection while holding a transaction (the SQLite pool
 //! has a single connection; a nested acquire would wait forever).
-use std::time::Duration;
+//!
+//! Transactions are [`Tx`]: a sea-orm transaction that also remembers the events enqueued in it
+//! ([`crate::bus::enqueue`]) and hands them to the service's outbox relay once it committed, so
+//! the relay publishes them without looking for them in the table.
+use std::{
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, Statement, TransactionTrait,
+    DatabaseTransaction, DbErr, ExecResult, QueryResult, Statement, TransactionTrait,
 };
 use sea_orm_migration::{MigratorTrait, SchemaManager};
 use secrecy::ExposeSecret;
 
-use crate::{config::DatabaseSettings, tenancy::TenantId};
+use crate::{
+    bus::{Envelope, Outbox},
+    config::DatabaseSettings,
+    tenancy::TenantId,
+};
 
 /// Which database engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +41,9 @@ pub struct Db {
     conn: DatabaseConnection,
     backend: Backend,
     schema: String,
+    /// The relay of this database's outbox, once one runs ([`crate::bus::spawn_relay`]):
+    /// committed transactions hand it their events. Shared by every clone.
+    relay: Arc<OnceLock<Outbox>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +161,7 @@ impl Db {
             conn,
             backend: Backend::Postgres,
             schema: schema.to_string(),
+            relay: Arc::default(),
         })
     }
 
@@ -189,6 +204,7 @@ impl Db {
             conn,
             backend: Backend::Sqlite,
             schema: schema.to_string(),
+            relay: Arc::default(),
         })
     }
 
@@ -212,7 +228,7 @@ impl Db {
 
     /// A transaction scoped to `tenant`: on PostgreSQL, `SET LOCAL spharos.tenant_id`, so the
     /// row-level-security policies see only this tenant's rows whatever the query says.
-    pub async fn begin(&self, tenant: TenantId) -> Result<DatabaseTransaction, DbErr> {
+    pub async fn begin(&self, tenant: TenantId) -> Result<Tx, DbErr> {
         let tx = self.conn.begin().await?;
         if self.backend == Backend::Postgres {
             tx.execute_raw(Statement::from_sql_and_values(
@@ -222,18 +238,35 @@ impl Db {
             ))
             .await?;
         }
-        Ok(tx)
+        Ok(self.wrap(tx))
     }
 
     /// A transaction for platform machinery that spans tenants (the outbox relay, consumers'
     /// bookkeeping). Only the internal tables' policies admit it; tenant tables stay closed.
-    pub async fn begin_system(&self) -> Result<DatabaseTransaction, DbErr> {
+    pub async fn begin_system(&self) -> Result<Tx, DbErr> {
         let tx = self.conn.begin().await?;
         if self.backend == Backend::Postgres {
             tx.execute_unprepared("SELECT set_config('spharos.system', 'on', true)")
                 .await?;
         }
-        Ok(tx)
+        Ok(self.wrap(tx))
+    }
+
+    fn wrap(&self, inner: DatabaseTransaction) -> Tx {
+        Tx {
+            inner,
+            staged: Arc::default(),
+            after_commit: match self.relay.get() {
+                Some(relay) => AfterCommit::Relay(relay.clone()),
+                None => AfterCommit::Nothing,
+            },
+        }
+    }
+
+    /// Makes `outbox` the relay committed transactions hand their events to (the first one
+    /// attached stays).
+    pub(crate) fn attach_relay(&self, outbox: Outbox) {
+        let _ = self.relay.set(outbox);
     }
 
     /// Cheap liveness probe.
@@ -243,6 +276,118 @@ impl Db {
 
     pub async fn close(self) -> Result<(), DbErr> {
         self.conn.close().await
+    }
+}
+
+/// A transaction of a [`Db`]. It is a sea-orm transaction (it derefs to one and is a
+/// [`ConnectionTrait`]) that also carries the events [`crate::bus::enqueue`] wrote in it: when it
+/// commits, they go to the outbox relay, which publishes them at once. Dropping it without a
+/// commit rolls back, and its events are forgotten with their rows.
+pub struct Tx {
+    inner: DatabaseTransaction,
+    staged: Staged,
+    after_commit: AfterCommit,
+}
+
+type Staged = Arc<Mutex<Vec<Envelope>>>;
+
+/// Where a [`Tx`]'s events go when it commits.
+enum AfterCommit {
+    /// To the relay: the transaction is the outermost one.
+    Relay(Outbox),
+    /// To the enclosing transaction: this one is a savepoint of it.
+    Enclosing(Staged),
+    /// Nowhere: no relay runs for this database (the rows wait for one).
+    Nothing,
+}
+
+fn take(staged: &Staged) -> Vec<Envelope> {
+    std::mem::take(&mut *staged.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx").finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.inner
+    }
+}
+
+impl Tx {
+    /// Commits, then hands the transaction's events to the relay (the rows are the record: if
+    /// the hand-off is lost, the relay's sweep publishes them from the table). A savepoint's
+    /// commit (a release) passes its events to the enclosing transaction.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        let committed_at = Instant::now();
+        self.inner.commit().await?;
+        let events = take(&self.staged);
+        if events.is_empty() {
+            return Ok(());
+        }
+        match &self.after_commit {
+            AfterCommit::Relay(relay) => relay.committed(committed_at, events),
+            AfterCommit::Enclosing(outer) => outer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(events),
+            AfterCommit::Nothing => {}
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.inner.rollback().await
+    }
+
+    /// A savepoint in this transaction: its writes and events join this transaction's when it
+    /// commits, and vanish when it rolls back.
+    pub async fn savepoint(&self) -> Result<Tx, DbErr> {
+        Ok(Tx {
+            inner: self.inner.begin().await?,
+            staged: Arc::default(),
+            after_commit: AfterCommit::Enclosing(self.staged.clone()),
+        })
+    }
+
+    /// Remembers events written to the outbox in this transaction.
+    pub(crate) fn stage(&self, events: &[Envelope]) {
+        self.staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(events);
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Tx {
+    fn get_database_backend(&self) -> DatabaseBackend {
+        self.inner.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.inner.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.inner.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.inner.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.inner.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.inner.support_returning()
     }
 }
 

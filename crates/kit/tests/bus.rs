@@ -12,16 +12,14 @@ use std::{
 
 use async_nats::jetstream::{self, consumer::pull, message::PublishMessage};
 use futures::StreamExt;
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseTransaction, DbBackend, Statement,
-};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend, Statement};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 use secrecy::SecretString;
 use spharos_kit::{
     ServiceError, TenantId,
-    bus::{self, Bus, Envelope, EventHandler, OutboxMigration},
+    bus::{self, Bus, Envelope, EventHandler, OutboxDeleteOnPublishMigration, OutboxMigration},
     config::{DatabaseSettings, NatsSettings},
-    db::{Db, enable_tenant_rls},
+    db::{Db, Tx, enable_tenant_rls},
     telemetry::{ConsumerLabels, ServiceLabels, metrics},
 };
 use tokio_util::sync::CancellationToken;
@@ -55,7 +53,11 @@ struct TestMigrator;
 
 impl MigratorTrait for TestMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(OutboxMigration), Box::new(EffectsMigration)]
+        vec![
+            Box::new(OutboxMigration),
+            Box::new(OutboxDeleteOnPublishMigration),
+            Box::new(EffectsMigration),
+        ]
     }
 }
 
@@ -255,12 +257,9 @@ async fn count(db: &Db, sql: &str) -> i64 {
     n
 }
 
+/// Rows waiting in the outbox (a published event's row is deleted).
 async fn unpublished(db: &Db) -> i64 {
-    count(
-        db,
-        "SELECT COUNT(*) FROM outbox_events WHERE published_time IS NULL",
-    )
-    .await
+    count(db, "SELECT COUNT(*) FROM outbox_events").await
 }
 
 async fn count_as_owner(db: &Db) -> i64 {
@@ -329,7 +328,7 @@ impl Recorder {
 }
 
 impl EventHandler for Recorder {
-    async fn handle(&self, tx: &DatabaseTransaction, event: &Envelope) -> Result<(), ServiceError> {
+    async fn handle(&self, tx: &Tx, event: &Envelope) -> Result<(), ServiceError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let backend = tx.get_database_backend();
         let sql = match backend {
@@ -415,12 +414,12 @@ async fn committed_event_is_published_with_cloudevents_headers_and_handled_once(
     )
     .await
     .expect("consumer subscribes");
-    let (outbox, relay) = bus::spawn_relay("points", db.clone(), tb.bus.clone(), shutdown.clone());
+    let (_, relay) = bus::spawn_relay("points", db.clone(), tb.bus.clone(), shutdown.clone());
 
     let tenant = TenantId::generate();
     let event = earned(tenant, 1200);
+    // No poke: the committed transaction hands its event to the relay.
     commit_event(&db, &event).await;
-    outbox.poke();
 
     wait_until(Duration::from_secs(10), "the handler", || async {
         handler.calls() >= 1
@@ -428,7 +427,7 @@ async fn committed_event_is_published_with_cloudevents_headers_and_handled_once(
     .await;
     wait_until(
         Duration::from_secs(5),
-        "the row marked published",
+        "the row deleted once published",
         || async { unpublished(&db).await == 0 },
     )
     .await;
@@ -531,7 +530,6 @@ async fn rolled_back_event_is_never_published() {
     // A committed event afterwards proves the relay was running all along.
     let kept = earned(tenant, 2);
     commit_event(&db, &kept).await;
-    outbox.poke();
     wait_until(Duration::from_secs(10), "the committed event", || async {
         handler.calls() >= 1
     })
@@ -544,7 +542,11 @@ async fn rolled_back_event_is_never_published() {
         1,
         "only the committed event reached JetStream"
     );
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM outbox_events").await, 1);
+    assert_eq!(
+        unpublished(&db).await,
+        0,
+        "nothing waits: the rolled-back event never had a row"
+    );
 
     shutdown.cancel();
     relay.await.expect("relay stops");
@@ -777,9 +779,9 @@ async fn sqlite_and_in_process_bus_deliver_once_and_retry_failures() {
         "failed attempts left no effect rows"
     );
     assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM outbox_events").await,
-        1,
-        "rollback left no row"
+        unpublished(&db).await,
+        0,
+        "nothing waits: the rolled-back event never had a row"
     );
 
     // Delivered again (a relay retry after a lost ack): acknowledged as a duplicate.

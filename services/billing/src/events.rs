@@ -4,7 +4,7 @@
 //! `member.withdrawn`, `member.store_created`, `member.store_updated`). Payloads carry ids and
 //! counts, never PII.
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId,
     auth::TOKEN_REVOKED_TOPIC,
@@ -178,11 +178,7 @@ impl UsageEvents {
         Self { app }
     }
 
-    async fn on_message_sent(
-        &self,
-        tx: &DatabaseTransaction,
-        event: &Envelope,
-    ) -> Result<(), ServiceError> {
+    async fn on_message_sent(&self, tx: &Tx, event: &Envelope) -> Result<(), ServiceError> {
         let Some(msg) = decode::<MessageSent>(event) else {
             return Ok(());
         };
@@ -207,11 +203,7 @@ impl UsageEvents {
         self.app.record_messages(tx, event.tenant, usage).await
     }
 
-    async fn on_store(
-        &self,
-        tx: &DatabaseTransaction,
-        event: &Envelope,
-    ) -> Result<(), ServiceError> {
+    async fn on_store(&self, tx: &Tx, event: &Envelope) -> Result<(), ServiceError> {
         let Some(msg) = decode::<StoreChanged>(event) else {
             return Ok(());
         };
@@ -253,7 +245,7 @@ fn decode<M: prost::Message + Default>(event: &Envelope) -> Option<M> {
 }
 
 impl EventHandler for UsageEvents {
-    async fn handle(&self, tx: &DatabaseTransaction, event: &Envelope) -> Result<(), ServiceError> {
+    async fn handle(&self, tx: &Tx, event: &Envelope) -> Result<(), ServiceError> {
         match event.topic().as_str() {
             MESSAGE_SENT => self.on_message_sent(tx, event).await,
             MEMBER_JOINED | MEMBER_WITHDRAWN => {
@@ -276,10 +268,5 @@ impl EventHandler for UsageEvents {
                 Ok(())
             }
         }
-    }
-
-    fn committed(&self) {
-        // A limit check may have enqueued `billing.plan_limit_exceeded`: send it now.
-        self.app.poke_outbox();
     }
 }

@@ -82,7 +82,7 @@ pub async fn module_with(
         .map_err(BillingError::Catalogue)?;
     let db =
         Db::open::<store::migrations::Migrator>(&platform.settings.database, "billing").await?;
-    let (outbox, relay) = bus::spawn_relay(
+    let (_, relay) = bus::spawn_relay(
         "billing",
         db.clone(),
         platform.bus.clone(),
@@ -92,7 +92,6 @@ pub async fn module_with(
         .unwrap_or(spharos_kit::time::DEFAULT_TIME_ZONE);
     let app = BillingApp::new(app::BillingDeps {
         db: db.clone(),
-        outbox,
         signer: platform.signer.clone(),
         verifier: platform.verifier.clone(),
         catalogue: options.catalogue,

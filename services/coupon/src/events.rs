@@ -3,7 +3,7 @@
 //! `member.withdrawn` for its member projection and welcome coupons). Payloads carry ids and
 //! amounts only: never a code, which is a bearer secret.
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId,
     bus::{Envelope, EventHandler},
@@ -183,11 +183,7 @@ impl MemberEvents {
         Self { app }
     }
 
-    async fn on_joined(
-        &self,
-        tx: &DatabaseTransaction,
-        event: &Envelope,
-    ) -> Result<(), ServiceError> {
+    async fn on_joined(&self, tx: &Tx, event: &Envelope) -> Result<(), ServiceError> {
         let Some(msg) = decode::<MemberJoined>(event) else {
             return Ok(());
         };
@@ -204,11 +200,7 @@ impl MemberEvents {
             .await
     }
 
-    async fn on_withdrawn(
-        &self,
-        tx: &DatabaseTransaction,
-        event: &Envelope,
-    ) -> Result<(), ServiceError> {
+    async fn on_withdrawn(&self, tx: &Tx, event: &Envelope) -> Result<(), ServiceError> {
         let Some(msg) = decode::<MemberWithdrawn>(event) else {
             return Ok(());
         };
@@ -218,11 +210,7 @@ impl MemberEvents {
         self.app.member_withdrawn(tx, event.tenant, member_id).await
     }
 
-    async fn on_erased(
-        &self,
-        tx: &DatabaseTransaction,
-        event: &Envelope,
-    ) -> Result<(), ServiceError> {
+    async fn on_erased(&self, tx: &Tx, event: &Envelope) -> Result<(), ServiceError> {
         let Some(msg) = decode::<MemberErased>(event) else {
             return Ok(());
         };
@@ -256,7 +244,7 @@ fn member_id(event: &Envelope, raw: &str) -> Option<Uuid> {
 }
 
 impl EventHandler for MemberEvents {
-    async fn handle(&self, tx: &DatabaseTransaction, event: &Envelope) -> Result<(), ServiceError> {
+    async fn handle(&self, tx: &Tx, event: &Envelope) -> Result<(), ServiceError> {
         match event.topic().as_str() {
             MEMBER_JOINED => self.on_joined(tx, event).await,
             MEMBER_WITHDRAWN => self.on_withdrawn(tx, event).await,
@@ -266,11 +254,5 @@ impl EventHandler for MemberEvents {
                 Ok(())
             }
         }
-    }
-
-    fn committed(&self) {
-        // A join may have issued welcome coupons (`coupon.issued`): send them now, not at the
-        // relay's next poll.
-        self.app.poke_outbox();
     }
 }

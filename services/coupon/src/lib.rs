@@ -42,7 +42,7 @@ pub async fn module(
     routes: &mut tonic::service::RoutesBuilder,
 ) -> Result<(Module, CouponApp), CouponError> {
     let db = Db::open::<store::migrations::Migrator>(&platform.settings.database, "coupon").await?;
-    let (outbox, relay) = bus::spawn_relay(
+    let (_, relay) = bus::spawn_relay(
         "coupon",
         db.clone(),
         platform.bus.clone(),
@@ -50,7 +50,7 @@ pub async fn module(
     );
     let zone = spharos_kit::time::parse_zone(&platform.settings.tenant.default_time_zone)
         .unwrap_or(spharos_kit::time::DEFAULT_TIME_ZONE);
-    let app = CouponApp::new(db.clone(), outbox, zone);
+    let app = CouponApp::new(db.clone(), zone);
     let consumer = bus::spawn_consumer(
         events::MEMBER_CONSUMER,
         &[

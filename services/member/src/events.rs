@@ -1,8 +1,8 @@
 //! What the member service publishes (`member.*` facts and the `privacy.pii_accessed` access
-//! log) and consumes (`points.purchase_recorded`, `points.earned` for grade evaluation).
+//! log) and consumes (`points.purchase_recorded`, for grade evaluation).
 //! Payloads carry ids and masked values only, never PII.
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId,
     bus::{Envelope, EventHandler},
@@ -14,7 +14,7 @@ use spharos_proto::{
         CardIssued, CardLost, MemberErased, MemberGradeChanged, MemberJoined, MemberUpdated,
         MemberWithdrawn, SignupConsent as PbSignupConsent, StoreChanged,
     },
-    points::{PointsEarned, PurchaseRecorded},
+    points::PurchaseRecorded,
     privacy::PiiAccessed,
 };
 use uuid::Uuid;
@@ -34,7 +34,6 @@ const SERVICE: &str = "member";
 /// The durable name of the grade consumer and the topics it reads.
 pub const GRADE_CONSUMER: &str = "member-grades";
 pub const PURCHASE_RECORDED: &str = "points.purchase_recorded";
-pub const POINTS_EARNED: &str = "points.earned";
 
 fn opt_id(id: Option<Uuid>) -> String {
     id.map(|i| i.to_string()).unwrap_or_default()
@@ -212,8 +211,9 @@ pub(crate) fn pii_accessed(
     )
 }
 
-/// Re-evaluates grades when the points service records a purchase or an earn. Runs inside the
-/// consumer's transaction, which also records the event id, so each event counts once.
+/// Re-evaluates grades when the points service records a purchase. Runs inside the consumer's
+/// transaction, which also records the event ids, so each event counts once. Every earn
+/// announces its purchase, so `points.earned` would tell this consumer nothing more.
 pub struct GradeEvents {
     app: MemberApp,
 }
@@ -222,57 +222,35 @@ impl GradeEvents {
     pub fn new(app: MemberApp) -> Self {
         Self { app }
     }
+}
 
-    async fn on_purchase(
-        &self,
-        tx: &DatabaseTransaction,
-        event: &Envelope,
-    ) -> Result<(), ServiceError> {
-        let Some(msg) = decode::<PurchaseRecorded>(event) else {
-            return Ok(());
-        };
-        let Some(member_id) = member_id(event, &msg.member_id) else {
-            return Ok(());
-        };
-        let occurred_time = msg
-            .occurred_time
-            .as_ref()
-            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
-            .unwrap_or(event.time);
-        // Without a till transaction id, the event id is the only identity the purchase has.
-        let pos_transaction_id = if msg.pos_transaction_id.is_empty() {
-            format!("event:{}", event.id)
-        } else {
-            msg.pos_transaction_id
-        };
-        let purchase = Purchase {
-            member_id,
-            store_code: msg.store_code,
-            pos_transaction_id,
-            amount_krw: msg.amount_krw,
-            occurred_time,
-        };
-        self.app.record_purchase(tx, event.tenant, purchase).await
+/// The purchase a `points.purchase_recorded` event announces; `None` (logged) for another
+/// topic or a payload no retry could ever use.
+fn purchase_of(event: &Envelope) -> Option<Purchase> {
+    if event.topic() != PURCHASE_RECORDED {
+        tracing::debug!(topic = %event.topic(), "event of no interest to member-grades");
+        return None;
     }
-
-    async fn on_earned(
-        &self,
-        tx: &DatabaseTransaction,
-        event: &Envelope,
-    ) -> Result<(), ServiceError> {
-        let Some(msg) = decode::<PointsEarned>(event) else {
-            return Ok(());
-        };
-        let Some(member_id) = member_id(event, &msg.member_id) else {
-            return Ok(());
-        };
-        if !crate::store::members::exists(tx, event.tenant, member_id).await? {
-            return Ok(());
-        }
-        self.app
-            .reevaluate_member(tx, event.tenant, member_id)
-            .await
-    }
+    let msg = decode::<PurchaseRecorded>(event)?;
+    let member_id = member_id(event, &msg.member_id)?;
+    let occurred_time = msg
+        .occurred_time
+        .as_ref()
+        .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .unwrap_or(event.time);
+    // Without a till transaction id, the event id is the only identity the purchase has.
+    let pos_transaction_id = if msg.pos_transaction_id.is_empty() {
+        format!("event:{}", event.id)
+    } else {
+        msg.pos_transaction_id
+    };
+    Some(Purchase {
+        member_id,
+        store_code: msg.store_code,
+        pos_transaction_id,
+        amount_krw: msg.amount_krw,
+        occurred_time,
+    })
 }
 
 /// The payload, or `None` (logged) for a message no retry could ever decode: acknowledging it
@@ -298,20 +276,21 @@ fn member_id(event: &Envelope, raw: &str) -> Option<Uuid> {
 }
 
 impl EventHandler for GradeEvents {
-    async fn handle(&self, tx: &DatabaseTransaction, event: &Envelope) -> Result<(), ServiceError> {
-        match event.topic().as_str() {
-            PURCHASE_RECORDED => self.on_purchase(tx, event).await,
-            POINTS_EARNED => self.on_earned(tx, event).await,
-            other => {
-                tracing::debug!(topic = %other, "event of no interest to member-grades");
-                Ok(())
-            }
-        }
+    async fn handle(&self, tx: &Tx, event: &Envelope) -> Result<(), ServiceError> {
+        self.handle_many(tx, &[event]).await
     }
 
-    fn committed(&self) {
-        // A re-evaluation may have enqueued `member.grade_changed`: send it now, not at the
-        // relay's next poll.
-        self.app.poke_outbox();
+    /// A till rush's purchases in one go: each member is evaluated once, against all of them
+    /// (a member crossing two thresholds in one group gets one `member.grade_changed`, from
+    /// the grade held before to the grade reached).
+    async fn handle_many(&self, tx: &Tx, events: &[&Envelope]) -> Result<(), ServiceError> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let purchases: Vec<Purchase> = events.iter().filter_map(|e| purchase_of(e)).collect();
+        if purchases.is_empty() {
+            return Ok(());
+        }
+        self.app.record_purchases(tx, first.tenant, purchases).await
     }
 }

@@ -57,7 +57,7 @@ impl MemberOptions {
 }
 
 /// Builds the member module on `platform`: opens (and migrates) the `member` schema, starts the
-/// outbox relay, the grade consumer (`points.purchase_recorded`, `points.earned`) and the
+/// outbox relay, the grade consumer (`points.purchase_recorded`) and the
 /// grade schedule, all stopping on `platform.shutdown`, and adds the authenticated gRPC
 /// service to `routes`. Returns the module for the host and the application layer (for
 /// seeding and in-process callers).
@@ -75,7 +75,7 @@ pub async fn module_with(
     options: MemberOptions,
 ) -> Result<(Module, MemberApp), MemberError> {
     let db = Db::open::<store::migrations::Migrator>(&platform.settings.database, "member").await?;
-    let (outbox, relay) = bus::spawn_relay(
+    let (_, relay) = bus::spawn_relay(
         "member",
         db.clone(),
         platform.bus.clone(),
@@ -83,19 +83,14 @@ pub async fn module_with(
     );
     let zone = spharos_kit::time::parse_zone(&platform.settings.tenant.default_time_zone)
         .unwrap_or(spharos_kit::time::DEFAULT_TIME_ZONE);
-    let mut app = MemberApp::new(
-        db.clone(),
-        KeyRing::new(platform.master_key.clone()),
-        outbox,
-        zone,
-    );
+    let mut app = MemberApp::new(db.clone(), KeyRing::new(platform.master_key.clone()), zone);
     if let Some(endpoint) = &options.privacy_endpoint {
         app = app
             .with_signup_consent_check(SignupConsentCheck::new(endpoint, platform.signer.clone())?);
     }
     let consumer = bus::spawn_consumer(
         events::GRADE_CONSUMER,
-        &[events::PURCHASE_RECORDED, events::POINTS_EARNED],
+        &[events::PURCHASE_RECORDED],
         db.clone(),
         platform.bus.clone(),
         Arc::new(events::GradeEvents::new(app.clone())),

@@ -71,7 +71,7 @@ pub async fn module_with(
     options: PointsOptions,
 ) -> Result<(Module, PointsApp), PointsError> {
     let db = Db::open::<store::migrations::Migrator>(&platform.settings.database, "points").await?;
-    let (outbox, relay) = bus::spawn_relay(
+    let (_, relay) = bus::spawn_relay(
         "points",
         db.clone(),
         platform.bus.clone(),
@@ -86,7 +86,7 @@ pub async fn module_with(
         endpoint: endpoint.clone(),
         reason: e.to_string(),
     })?;
-    let app = PointsApp::new(db.clone(), outbox, zone, members);
+    let app = PointsApp::new(db.clone(), zone, members);
     let expiry = schedule::spawn(
         app.clone(),
         options.expiry_interval,

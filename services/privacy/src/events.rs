@@ -3,7 +3,7 @@
 //! consents, `member.withdrawn`, `member.erased`, and `privacy.pii_accessed` for the access
 //! log). Payloads carry ids and codes only, never PII.
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId,
     bus::{Envelope, EventHandler},
@@ -153,7 +153,7 @@ impl MemberEvents {
 }
 
 impl EventHandler for MemberEvents {
-    async fn handle(&self, tx: &DatabaseTransaction, event: &Envelope) -> Result<(), ServiceError> {
+    async fn handle(&self, tx: &Tx, event: &Envelope) -> Result<(), ServiceError> {
         match event.topic().as_str() {
             MEMBER_JOINED => {
                 let Some(msg) = decode::<MemberJoined>(event) else {
@@ -207,11 +207,6 @@ impl EventHandler for MemberEvents {
             }
         }
     }
-
-    fn committed(&self) {
-        // Recording consents enqueued `consent.changed`: send it now.
-        self.app.poke_outbox();
-    }
 }
 
 fn trunc(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -232,7 +227,7 @@ impl AccessLogEvents {
 }
 
 impl EventHandler for AccessLogEvents {
-    async fn handle(&self, tx: &DatabaseTransaction, event: &Envelope) -> Result<(), ServiceError> {
+    async fn handle(&self, tx: &Tx, event: &Envelope) -> Result<(), ServiceError> {
         let Some(msg) = decode::<PiiAccessed>(event) else {
             return Ok(());
         };

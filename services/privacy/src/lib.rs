@@ -84,7 +84,7 @@ pub async fn module_with(
 ) -> Result<(Module, PrivacyApp), PrivacyError> {
     let db =
         Db::open::<store::migrations::Migrator>(&platform.settings.database, "privacy").await?;
-    let (outbox, relay) = bus::spawn_relay(
+    let (_, relay) = bus::spawn_relay(
         "privacy",
         db.clone(),
         platform.bus.clone(),
@@ -99,7 +99,6 @@ pub async fn module_with(
     let app = PrivacyApp::new(
         db.clone(),
         KeyRing::new(platform.master_key.clone()),
-        outbox,
         zone,
         services,
         platform.signer.clone(),

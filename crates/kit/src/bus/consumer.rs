@@ -4,23 +4,28 @@
 //!
 //! Deliveries already waiting when the consumer wakes are handled together, one transaction
 //! per tenant (up to [`MAX_GROUP`] events): at a till rush a consumer would otherwise spend
-//! most of its time opening and committing transactions. If anything in a group fails, the
-//! group rolls back whole and its events are handled one by one, each in its own transaction,
-//! so one bad event never holds the others back and a failure's effect is exactly as before.
+//! most of its time opening and committing transactions. The group's event ids are recorded in
+//! one statement, and a handler may do a group's work in a few statements too
+//! ([`EventHandler::handle_many`]). If anything in a group fails, the group rolls back whole
+//! and its events are handled one by one, each in its own transaction, so one bad event never
+//! holds the others back and a failure's effect is exactly as before.
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use futures::FutureExt;
+use std::collections::HashSet;
+
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbErr,
+    ConnectionTrait, DbErr,
     sea_query::{OnConflict, Query},
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use super::{Bus, BusError, Delivery, Envelope, Subscription, outbox::PROCESSED};
 use crate::{
-    db::Db,
+    db::{Db, Tx},
     error::ServiceError,
     telemetry::{self, ConsumerLabels, metrics},
 };
@@ -31,17 +36,30 @@ const RESUBSCRIBE_START: Duration = Duration::from_millis(500);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(10);
 
 /// Handles one event inside the consumer's transaction; its writes commit together with the
-/// record that the event was processed.
+/// record that the event was processed. Events the handler enqueues are published once that
+/// transaction commits.
 pub trait EventHandler: Send + Sync + 'static {
     fn handle<'a>(
         &'a self,
-        tx: &'a DatabaseTransaction,
+        tx: &'a Tx,
         event: &'a Envelope,
     ) -> impl std::future::Future<Output = Result<(), ServiceError>> + Send + 'a;
 
-    /// Called after the handler's transaction committed: the place to wake the service's outbox
-    /// relay when the handler enqueued events of its own.
-    fn committed(&self) {}
+    /// Handles several events of one tenant, in delivery order, in one transaction (none of
+    /// them seen before by this consumer). The default handles them one at a time; a handler
+    /// that can do a group's work in a few statements overrides it, with the same effect.
+    fn handle_many<'a>(
+        &'a self,
+        tx: &'a Tx,
+        events: &'a [&'a Envelope],
+    ) -> impl std::future::Future<Output = Result<(), ServiceError>> + Send + 'a {
+        async move {
+            for event in events {
+                self.handle(tx, event).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Subscribes `consumer` (the durable name) to `topics`, then handles deliveries with
@@ -262,57 +280,79 @@ impl<H: EventHandler> Worker<H> {
 
     async fn handle_once(&self, event: &Envelope) -> Result<Outcome, HandleError> {
         let tx = self.db.begin(event.tenant).await?;
-        if !self.mark_processed(&tx, event).await? {
+        if self.mark_processed(&tx, &[event]).await?.is_empty() {
             tx.rollback().await?;
             return Ok(Outcome::Duplicate);
         }
         // On error `tx` is dropped, which rolls back the processed_events row too.
         self.handler.handle(&tx, event).await?;
         tx.commit().await?;
-        self.handler.committed();
         Ok(Outcome::Handled)
     }
 
     /// Events of one tenant in one transaction, in order.
     async fn handle_group(&self, events: &[&Envelope]) -> Result<Vec<Outcome>, HandleError> {
         let tx = self.db.begin(events[0].tenant).await?;
-        let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            if self.mark_processed(&tx, event).await? {
-                self.handler.handle(&tx, event).await?;
-                outcomes.push(Outcome::Handled);
-            } else {
-                outcomes.push(Outcome::Duplicate);
-            }
+        let fresh = self.mark_processed(&tx, events).await?;
+        // An event delivered twice in one group counts once: its first delivery.
+        let mut seen = HashSet::with_capacity(events.len());
+        let outcomes: Vec<Outcome> = events
+            .iter()
+            .map(|e| {
+                if fresh.contains(&e.id) && seen.insert(e.id) {
+                    Outcome::Handled
+                } else {
+                    Outcome::Duplicate
+                }
+            })
+            .collect();
+        let new: Vec<&Envelope> = events
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| matches!(o, Outcome::Handled))
+            .map(|(e, _)| *e)
+            .collect();
+        if !new.is_empty() {
+            self.handler.handle_many(&tx, &new).await?;
         }
         tx.commit().await?;
-        self.handler.committed();
         Ok(outcomes)
     }
 
-    /// Records the event as processed by this consumer; false when it was already.
+    /// Records the events as processed by this consumer, in one statement; returns the ids it
+    /// recorded (an event processed before is not among them).
     async fn mark_processed(
         &self,
-        tx: &DatabaseTransaction,
-        event: &Envelope,
-    ) -> Result<bool, HandleError> {
+        tx: &Tx,
+        events: &[&Envelope],
+    ) -> Result<HashSet<Uuid>, HandleError> {
+        let now = Utc::now();
         let mut insert = Query::insert();
         insert
             .into_table(PROCESSED)
             .columns(["consumer", "event_id", "tenant_id", "processed_time"])
-            .values([
-                self.consumer.as_str().into(),
-                event.id.into(),
-                event.tenant.as_uuid().into(),
-                Utc::now().into(),
-            ])
-            .map_err(|e| DbErr::Custom(e.to_string()))?
             .on_conflict(
                 OnConflict::columns(["consumer", "event_id"])
                     .do_nothing()
                     .to_owned(),
-            );
-        Ok(tx.execute(&insert).await?.rows_affected() == 1)
+            )
+            .returning_col("event_id");
+        for event in events {
+            insert
+                .values([
+                    self.consumer.as_str().into(),
+                    event.id.into(),
+                    event.tenant.as_uuid().into(),
+                    now.into(),
+                ])
+                .map_err(|e| DbErr::Custom(e.to_string()))?;
+        }
+        Ok(tx
+            .query_all(&insert)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<Uuid>("", "event_id"))
+            .collect::<Result<_, _>>()?)
     }
 }
 

@@ -17,7 +17,9 @@ pub use consumer::{EventHandler, spawn_consumer};
 pub use envelope::Envelope;
 pub use in_process::InProcessBus;
 pub use nats::NatsBus;
-pub use outbox::{Outbox, OutboxMigration, enqueue, enqueue_many, spawn_relay};
+pub use outbox::{
+    Outbox, OutboxDeleteOnPublishMigration, OutboxMigration, enqueue, enqueue_many, spawn_relay,
+};
 
 use crate::config::NatsSettings;
 

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use chrono_tz::Tz;
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId,
     auth::{TokenSigner, TokenVerifier},
-    bus::{self, Envelope, Outbox},
+    bus::{self, Envelope},
     db::Db,
 };
 
@@ -60,7 +60,6 @@ impl std::fmt::Debug for Clock {
 #[derive(Clone)]
 pub struct BillingApp {
     db: Db,
-    outbox: Outbox,
     signer: TokenSigner,
     verifier: TokenVerifier,
     catalogue: Arc<BillingCatalogue>,
@@ -82,7 +81,6 @@ impl std::fmt::Debug for BillingApp {
 /// Everything [`BillingApp::new`] needs.
 pub struct BillingDeps {
     pub db: Db,
-    pub outbox: Outbox,
     pub signer: TokenSigner,
     pub verifier: TokenVerifier,
     pub catalogue: BillingCatalogue,
@@ -95,7 +93,6 @@ impl BillingApp {
     pub fn new(deps: BillingDeps) -> Self {
         Self {
             db: deps.db,
-            outbox: deps.outbox,
             signer: deps.signer,
             verifier: deps.verifier,
             catalogue: Arc::new(deps.catalogue),
@@ -130,24 +127,11 @@ impl BillingApp {
         spharos_kit::time::local_date(self.now(), zone)
     }
 
-    /// Wakes the outbox relay (after a consumer's transaction that enqueued events committed).
-    pub fn poke_outbox(&self) {
-        self.outbox.poke();
-    }
-
-    /// Commits and wakes the relay, so the events just written go out without waiting for
-    /// its next poll (a revocation must reach every service within seconds).
-    async fn commit(&self, tx: DatabaseTransaction) -> Result<(), ServiceError> {
-        tx.commit().await?;
-        self.outbox.poke();
-        Ok(())
-    }
-
     /// A tenant transaction whose tenant must be registered; returns the tenant's zone.
     async fn begin_known(
         &self,
         tenant: TenantId,
-    ) -> Result<(DatabaseTransaction, crate::domain::tenant::Tenant), ServiceError> {
+    ) -> Result<(Tx, crate::domain::tenant::Tenant), ServiceError> {
         let tx = self.db.begin(tenant).await?;
         let t = crate::store::tenants::get(&tx, tenant)
             .await?
@@ -156,7 +140,7 @@ impl BillingApp {
     }
 }
 
-async fn emit(tx: &DatabaseTransaction, event: Envelope) -> Result<(), ServiceError> {
+async fn emit(tx: &Tx, event: Envelope) -> Result<(), ServiceError> {
     bus::enqueue(tx, &event).await?;
     Ok(())
 }

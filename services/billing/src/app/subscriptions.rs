@@ -2,7 +2,7 @@
 //! the next cycle), suspend, resume, cancel, read. Each locks the tenant's subscription row, so
 //! concurrent changes of one tenant apply one after the other.
 use chrono::NaiveDate;
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{ServiceError, TenantId};
 use uuid::Uuid;
 
@@ -33,7 +33,7 @@ pub struct SubscriptionView {
 }
 
 pub(crate) async fn view_of(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     tenant: TenantId,
     subscription: Subscription,
     today: NaiveDate,
@@ -128,7 +128,7 @@ impl BillingApp {
         .await?;
         self.check_plan_limit(&tx, tenant, t.time_zone).await?;
         let view = view_of(&tx, tenant, sub, today).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, plan = choice.plan.as_str(), "subscribed");
         Ok(view)
     }
@@ -181,7 +181,7 @@ impl BillingApp {
         .await?;
         self.check_plan_limit(&tx, tenant, t.time_zone).await?;
         let view = view_of(&tx, tenant, sub, today).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, plan = choice.plan.as_str(), change, %effective, "plan changed");
         Ok(view)
     }
@@ -261,7 +261,7 @@ impl BillingApp {
             events::subscription_changed(tenant, &sub, change, view.plan, today, now),
         )
         .await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, change, "subscription lifecycle changed");
         Ok(view)
     }

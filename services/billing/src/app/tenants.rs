@@ -3,7 +3,7 @@
 //! `billing.plan_limit_exceeded` once per Basic plan period.
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{ServiceError, TenantId, paging::PageRequest};
 
 use super::{BillingApp, SubscriptionView, emit, subscriptions::view_of};
@@ -69,7 +69,7 @@ impl BillingApp {
             ));
         }
         emit(&tx, events::tenant_created(&tenant)).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant.id, "tenant created");
         Ok(tenant)
     }
@@ -109,7 +109,7 @@ impl BillingApp {
     /// The status inside the caller's tenant transaction.
     pub(crate) async fn status_in(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         zone: Tz,
     ) -> Result<TenantStatus, ServiceError> {
@@ -134,7 +134,7 @@ impl BillingApp {
     /// and the current period has not signalled yet (a conditional update makes it once).
     pub(crate) async fn check_plan_limit(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         zone: Tz,
     ) -> Result<(), ServiceError> {
@@ -166,11 +166,7 @@ impl BillingApp {
 
     /// The zone of a tenant inside its transaction (the default for one billing does not
     /// know, e.g. usage arriving before registration).
-    pub(crate) async fn zone_in(
-        &self,
-        tx: &DatabaseTransaction,
-        tenant: TenantId,
-    ) -> Result<Tz, ServiceError> {
+    pub(crate) async fn zone_in(&self, tx: &Tx, tenant: TenantId) -> Result<Tz, ServiceError> {
         Ok(tenants::zone(tx, tenant)
             .await?
             .unwrap_or(self.default_zone))

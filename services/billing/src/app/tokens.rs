@@ -30,7 +30,7 @@ impl BillingApp {
     /// Mints a token for `tenant` and records it (in the caller's transaction).
     async fn mint(
         &self,
-        tx: &sea_orm::DatabaseTransaction,
+        tx: &spharos_kit::db::Tx,
         tenant: TenantId,
         subject: &str,
         permissions: &[String],
@@ -73,7 +73,7 @@ impl BillingApp {
     /// tokens: the operator provisions before the first invoice).
     async fn check_may_hold_tokens(
         &self,
-        tx: &sea_orm::DatabaseTransaction,
+        tx: &spharos_kit::db::Tx,
         tenant: TenantId,
     ) -> Result<(), ServiceError> {
         match subscriptions::get(tx, tenant).await?.map(|s| s.status) {
@@ -164,7 +164,7 @@ impl BillingApp {
         let rotated = tokens::get(&tx, tenant, old.id)
             .await?
             .ok_or_else(token_not_found)?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, token_id = %old.id, successor = %issued.token.id, "token rotated");
         Ok((issued, rotated))
     }
@@ -184,7 +184,7 @@ impl BillingApp {
         if revoked_now {
             emit(&tx, events::token_revoked(tenant, &token, now)).await?;
         }
-        self.commit(tx).await?;
+        tx.commit().await?;
         if revoked_now {
             tracing::info!(tenant_id = %tenant, token_id = %token_id, "token revoked");
         }

@@ -3,7 +3,7 @@
 //! report. The recorders run inside the consumer's transaction, which also records the event
 //! id, so a replayed event counts once.
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{ServiceError, TenantId};
 use uuid::Uuid;
 
@@ -27,7 +27,7 @@ impl BillingApp {
     /// Adds messages on the day they were sent in the tenant's zone.
     pub async fn record_messages(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         u: MessageUsage,
     ) -> Result<(), ServiceError> {
@@ -46,7 +46,7 @@ impl BillingApp {
 
     pub async fn record_member_joined(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         member_id: Uuid,
     ) -> Result<(), ServiceError> {
@@ -57,7 +57,7 @@ impl BillingApp {
 
     pub async fn record_member_withdrawn(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         member_id: Uuid,
     ) -> Result<(), ServiceError> {
@@ -68,7 +68,7 @@ impl BillingApp {
     /// Records whether a store is open as of `event_time` (created or updated).
     pub async fn record_store(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         store_id: Uuid,
         open: bool,

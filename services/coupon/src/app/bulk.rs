@@ -1,8 +1,8 @@
 //! Bulk issue: a job stores the member list as PENDING items; a background worker issues them
 //! page by page, one transaction per member that writes the coupon and the item's result
 //! together, so a crash or restart resumes exactly where it stopped and nobody gets two.
-use sea_orm::{DatabaseTransaction, TransactionTrait};
 use serde::Serialize;
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId, Violations,
     idempotency::{self, Claim, fingerprint},
@@ -100,7 +100,7 @@ impl CouponApp {
         };
         bulk::insert(&tx, tenant, &job, &member_ids).await?;
         idempotency::complete(&tx, tenant, START_SCOPE, idempotency_key, &json(&job)?).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         self.bulk_wake.notify_one();
         tracing::info!(tenant_id = %tenant, bulk_issue_id = %job.id, total = job.total, "bulk issue started");
         Ok(job)
@@ -208,7 +208,7 @@ impl CouponApp {
             }
         }
         bulk::settle(&tx, tenant, job.id, &item, now()).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -216,11 +216,11 @@ impl CouponApp {
     /// business reason (the savepoint is rolled back, `tx` stays usable), `Err` an outage.
     pub(crate) async fn issue_in_savepoint(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         order: IssueOrder,
     ) -> Result<Result<Uuid, ServiceError>, ServiceError> {
-        let sp = tx.begin().await?;
+        let sp = tx.savepoint().await?;
         match self.issue_in(&sp, tenant, order, now()).await {
             Ok(view) => {
                 sp.commit().await?;

@@ -3,8 +3,8 @@
 //! per-member limit exactly under any concurrency; plus coupon lookups and the wallet.
 use chrono::{DateTime, Utc};
 use rand::rngs::OsRng;
-use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId, Violations,
     db::is_unique_violation,
@@ -139,7 +139,7 @@ impl CouponApp {
         };
         let view = self.issue_in(&tx, tenant, order, now()).await?;
         idempotency::complete(&tx, tenant, scope, idempotency_key, &json(&view)?).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(view)
     }
 
@@ -160,7 +160,7 @@ impl CouponApp {
     /// On SQLite the single connection serialises all of it.
     pub(crate) async fn issue_in(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         order: IssueOrder,
         at: DateTime<Utc>,
@@ -285,7 +285,7 @@ impl CouponApp {
     /// Names the coupons' templates (one query for the page).
     pub(crate) async fn views(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         coupons: Vec<Coupon>,
     ) -> Result<Vec<CouponView>, ServiceError> {

@@ -61,7 +61,7 @@ impl CouponApp {
             for c in &due {
                 emit(&tx, events::coupon_expired(tenant, c)).await?;
             }
-            self.commit(tx).await?;
+            tx.commit().await?;
             total += due.len() as u64;
         }
         loop {
@@ -88,7 +88,7 @@ impl CouponApp {
                     emit(&tx, events::voucher_expired(tenant, v)).await?;
                 }
             }
-            self.commit(tx).await?;
+            tx.commit().await?;
             total += due.len() as u64;
         }
         Ok(total)
@@ -115,7 +115,7 @@ impl CouponApp {
             for c in &due {
                 emit(&tx, events::coupon_expiring(tenant, c)).await?;
             }
-            self.commit(tx).await?;
+            tx.commit().await?;
             total += due.len() as u64;
         }
         Ok(total)
@@ -176,7 +176,7 @@ impl CouponApp {
                             run.failed += 1;
                         }
                     }
-                    self.commit(tx).await?;
+                    tx.commit().await?;
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! refuse withdrawn members without reading the member service's tables; `member.erased`
 //! drops the birth month-day it copied.
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{ServiceError, TenantId};
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ impl CouponApp {
     /// cannot issue (sold out, paused since) is skipped for this member, not retried.
     pub(crate) async fn member_joined(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         member_id: Uuid,
         birth_month_day: &str,
@@ -51,7 +51,7 @@ impl CouponApp {
 
     pub(crate) async fn member_withdrawn(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         member_id: Uuid,
     ) -> Result<(), ServiceError> {
@@ -61,7 +61,7 @@ impl CouponApp {
 
     pub(crate) async fn member_erased(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         member_id: Uuid,
     ) -> Result<(), ServiceError> {

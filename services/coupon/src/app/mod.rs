@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use chrono_tz::Tz;
-use sea_orm::DatabaseTransaction;
 use serde::Serialize;
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, Violations,
-    bus::{self, Envelope, Outbox},
+    bus::{self, Envelope},
     db::Db,
 };
 use tokio::sync::Notify;
@@ -35,7 +35,6 @@ pub use vouchers::{VoucherForm, VoucherMove};
 #[derive(Clone)]
 pub struct CouponApp {
     db: Db,
-    outbox: Outbox,
     zone: Tz,
     /// Wakes the bulk-issue worker when a job starts.
     bulk_wake: Arc<Notify>,
@@ -51,10 +50,9 @@ impl std::fmt::Debug for CouponApp {
 
 impl CouponApp {
     /// `zone` is the tenants' business time zone (`tenant.default_time_zone`).
-    pub fn new(db: Db, outbox: Outbox, zone: Tz) -> Self {
+    pub fn new(db: Db, zone: Tz) -> Self {
         Self {
             db,
-            outbox,
             zone,
             bulk_wake: Arc::new(Notify::new()),
         }
@@ -76,19 +74,6 @@ impl CouponApp {
     pub(crate) fn today(&self) -> NaiveDate {
         spharos_kit::time::local_date(Utc::now(), self.zone)
     }
-
-    /// Wakes the outbox relay (after a consumer's transaction that enqueued events committed).
-    pub fn poke_outbox(&self) {
-        self.outbox.poke();
-    }
-
-    /// Commits and wakes the relay, so the events just written go out without waiting for
-    /// its next poll.
-    async fn commit(&self, tx: DatabaseTransaction) -> Result<(), ServiceError> {
-        tx.commit().await?;
-        self.outbox.poke();
-        Ok(())
-    }
 }
 
 /// Now, at the microsecond precision PostgreSQL stores, so a value returned at creation
@@ -97,7 +82,7 @@ pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-async fn emit(tx: &DatabaseTransaction, event: Envelope) -> Result<(), ServiceError> {
+async fn emit(tx: &Tx, event: Envelope) -> Result<(), ServiceError> {
     bus::enqueue(tx, &event).await?;
     Ok(())
 }

@@ -68,7 +68,7 @@ impl CouponApp {
             &json(&template)?,
         )
         .await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, template_id = %template.id, "coupon template created");
         Ok(template)
     }
@@ -102,7 +102,7 @@ impl CouponApp {
                 "이미 발급된 수량보다 적게 줄일 수 없습니다 (total_quantity is below the number already issued)",
             ));
         }
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(updated)
     }
 

@@ -1,6 +1,6 @@
 //! At the till: validate a coupon against a basket, redeem it once (atomically, idempotent by
 //! till transaction), and cancel redemptions on refund (the coupon comes back if still valid).
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{ServiceError, TenantId, Violations, db::is_unique_violation};
 use uuid::Uuid;
 
@@ -219,7 +219,7 @@ impl CouponApp {
             });
         }
         emit(&tx, events::coupon_redeemed(tenant, &redemption)).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         coupon.status = CouponStatus::Redeemed;
         coupon.redeem_time = Some(at);
         tracing::debug!(
@@ -240,7 +240,7 @@ impl CouponApp {
 
     async fn replay(
         &self,
-        tx: DatabaseTransaction,
+        tx: Tx,
         coupon: Coupon,
         template: Template,
         first: Redemption,
@@ -330,7 +330,7 @@ impl CouponApp {
             );
         }
         let views = self.views(&tx, tenant, coupon_rows).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(Cancelled {
             redemptions: found,
             coupons: views,

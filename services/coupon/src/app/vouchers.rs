@@ -148,7 +148,7 @@ impl CouponApp {
         tenants::register(&tx, tenant, at).await?;
         emit(&tx, events::voucher_issued(tenant, &voucher)).await?;
         idempotency::complete(&tx, tenant, ISSUE_SCOPE, idempotency_key, &json(&voucher)?).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(voucher)
     }
 
@@ -277,7 +277,7 @@ impl CouponApp {
             });
         }
         emit(&tx, events::voucher_used(tenant, &voucher, &entry)).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         voucher.balance_krw = balance;
         Ok(VoucherMove {
             transaction: entry,
@@ -370,7 +370,7 @@ impl CouponApp {
             });
         }
         emit(&tx, events::voucher_refunded(tenant, &voucher, &entry)).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         voucher.balance_krw = balance;
         Ok(VoucherMove {
             transaction: entry,

@@ -1,8 +1,8 @@
 //! Card use cases: issue, report lost, replace, list. Card numbers are random with a Luhn
 //! check digit; the unique constraint catches the rare collision and another number is drawn.
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId,
     idempotency::{self, Claim, fingerprint},
@@ -86,7 +86,7 @@ impl MemberApp {
             .issue_card_in(&tx, tenant, member_id, card_type, None, now())
             .await?;
         idempotency::complete(&tx, tenant, ISSUE_SCOPE, idempotency_key, &json(&card)?).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(card)
     }
 
@@ -116,7 +116,7 @@ impl MemberApp {
                 emit(&tx, events::card_lost(tenant, &card)).await?;
             }
         }
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(card)
     }
 
@@ -178,7 +178,7 @@ impl MemberApp {
             new_card,
         };
         idempotency::complete(&tx, tenant, REPLACE_SCOPE, idempotency_key, &json(&result)?).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(result)
     }
 
@@ -200,7 +200,7 @@ impl MemberApp {
     /// Draws numbers until one is free, stores the card and emits `member.card_issued`.
     pub(super) async fn issue_card_in(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         member_id: Uuid,
         card_type: CardType,

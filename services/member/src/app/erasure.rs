@@ -69,7 +69,7 @@ impl MemberApp {
             events::pii_accessed(tenant, id, &pii.present_fields(), audit, now()),
         )
         .await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, member_id = %id, actor = %audit.actor, "member data exported for a data-subject request");
         Ok(document)
     }
@@ -113,7 +113,7 @@ impl MemberApp {
         let result = self
             .view_with(&tx, tenant, &row, &MemberPii::erased(), false)
             .await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(result)
     }
 }

@@ -1,7 +1,7 @@
 //! Grade use cases: set and list the grade table, record purchases, and re-evaluate members
 //! (on a purchase event, on request, after a table change and on the schedule).
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{ServiceError, TenantId};
 use uuid::Uuid;
 
@@ -55,7 +55,7 @@ impl MemberApp {
         grades::replace(&tx, tenant, &table, t).await?;
         tenants::register(&tx, tenant, t).await?;
         let e = self.evaluate_in(&tx, tenant, None, t).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, grades = table.len(), changed = e.changed, "grade table replaced");
         Ok(table)
     }
@@ -79,51 +79,62 @@ impl MemberApp {
         {
             return Err(member_not_found());
         }
-        let e = self.evaluate_in(&tx, tenant, member, now()).await?;
-        self.commit(tx).await?;
+        let e = self
+            .evaluate_in(
+                &tx,
+                tenant,
+                member.as_ref().map(std::slice::from_ref),
+                now(),
+            )
+            .await?;
+        tx.commit().await?;
         Ok(e)
     }
 
-    /// Records a purchase from `points.purchase_recorded` and re-evaluates its member, in the
-    /// consumer's transaction. A purchase of an unknown member (or another tenant's) is
-    /// skipped, not retried: no redelivery would make it known.
-    pub(crate) async fn record_purchase(
+    /// Records purchases from `points.purchase_recorded` events and re-evaluates their
+    /// members, in the consumer's transaction: one statement per table for the lot, and each
+    /// member evaluated once against the sum of all of them. A purchase of an unknown member
+    /// (or another tenant's) is skipped, not retried: no redelivery would make it known.
+    pub(crate) async fn record_purchases(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
-        purchase: Purchase,
+        purchases: Vec<Purchase>,
     ) -> Result<(), ServiceError> {
-        if !members::exists(tx, tenant, purchase.member_id).await? {
-            tracing::warn!(tenant_id = %tenant, member_id = %purchase.member_id, "purchase of an unknown member skipped");
-            return Ok(());
-        }
+        let mut ids: Vec<Uuid> = purchases.iter().map(|p| p.member_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let known = members::existing(tx, tenant, &ids).await?;
         let t = now();
-        let row = purchases::PurchaseRow {
-            tenant_id: tenant.as_uuid(),
-            id: Uuid::now_v7(),
-            member_id: purchase.member_id,
-            store_code: purchase.store_code,
-            pos_transaction_id: purchase.pos_transaction_id,
-            amount_krw: purchase.amount_krw,
-            occurred_time: purchase.occurred_time,
-            created_time: t,
-            updated_time: t,
-        };
-        if !purchases::insert(tx, &row).await? {
-            tracing::debug!(tenant_id = %tenant, member_id = %row.member_id, "purchase already recorded");
+        let rows: Vec<purchases::PurchaseRow> = purchases
+            .into_iter()
+            .filter(|p| {
+                let known = known.contains(&p.member_id);
+                if !known {
+                    tracing::warn!(tenant_id = %tenant, member_id = %p.member_id, "purchase of an unknown member skipped");
+                }
+                known
+            })
+            .map(|p| purchases::PurchaseRow {
+                tenant_id: tenant.as_uuid(),
+                id: Uuid::now_v7(),
+                member_id: p.member_id,
+                store_code: p.store_code,
+                pos_transaction_id: p.pos_transaction_id,
+                amount_krw: p.amount_krw,
+                occurred_time: p.occurred_time,
+                created_time: t,
+                updated_time: t,
+            })
+            .collect();
+        let new = purchases::insert_many(tx, &rows).await?;
+        if new < rows.len() as u64 {
+            tracing::debug!(tenant_id = %tenant, purchases = rows.len(), new, "purchases already recorded skipped");
         }
-        self.evaluate_in(tx, tenant, Some(row.member_id), t).await?;
-        Ok(())
-    }
-
-    /// Re-evaluates a member after another service's event, in the consumer's transaction.
-    pub(crate) async fn reevaluate_member(
-        &self,
-        tx: &DatabaseTransaction,
-        tenant: TenantId,
-        member_id: Uuid,
-    ) -> Result<(), ServiceError> {
-        self.evaluate_in(tx, tenant, Some(member_id), now()).await?;
+        ids.retain(|id| known.contains(id));
+        if !ids.is_empty() {
+            self.evaluate_in(tx, tenant, Some(&ids), t).await?;
+        }
         Ok(())
     }
 
@@ -147,14 +158,14 @@ impl MemberApp {
         Ok(total)
     }
 
-    /// Moves members whose trailing-12-month purchases now select another grade, emitting
-    /// `member.grade_changed` for each. Members of a tenant without a grade table stay as
-    /// they are.
+    /// Moves members (`only` these, or all) whose trailing-12-month purchases now select
+    /// another grade, emitting `member.grade_changed` for each. Members of a tenant without a
+    /// grade table stay as they are.
     async fn evaluate_in(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
-        only: Option<Uuid>,
+        only: Option<&[Uuid]>,
         at: DateTime<Utc>,
     ) -> Result<Evaluation, ServiceError> {
         let table = grades::list(tx, tenant).await?;

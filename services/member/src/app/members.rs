@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId,
     crypto::DataKey,
@@ -300,7 +300,7 @@ impl MemberApp {
             &json(&record)?,
         )
         .await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, member_id = %id, card_id = %card.id, "member joined");
         Ok(Joined { member, card })
     }
@@ -406,7 +406,7 @@ impl MemberApp {
             emit(&tx, events::member_updated(tenant, id, &changed)).await?;
         }
         let result = self.view_with(&tx, tenant, &row, &pii, false).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(result)
     }
 
@@ -443,7 +443,7 @@ impl MemberApp {
         let dk = self.data_key(&tx, tenant).await?;
         let pii = open(&dk, &row)?;
         let result = self.view_with(&tx, tenant, &row, &pii, false).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, member_id = %id, "member withdrawn");
         Ok(result)
     }
@@ -486,7 +486,7 @@ impl MemberApp {
     /// the same transaction, committed before the answer is returned: no PII leaves unlogged.
     async fn show(
         &self,
-        tx: DatabaseTransaction,
+        tx: Tx,
         tenant: TenantId,
         row: MemberRow,
         access: &Access,
@@ -501,7 +501,7 @@ impl MemberApp {
                 events::pii_accessed(tenant, row.id, &pii.present_fields(), audit, now()),
             )
             .await?;
-            self.commit(tx).await?;
+            tx.commit().await?;
             tracing::info!(
                 tenant_id = %tenant,
                 member_id = %row.id,
@@ -517,7 +517,7 @@ impl MemberApp {
 
     async fn view_of(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         dk: &DataKey,
         row: &MemberRow,
@@ -529,7 +529,7 @@ impl MemberApp {
 
     pub(super) async fn view_with(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         row: &MemberRow,
         pii: &MemberPii,

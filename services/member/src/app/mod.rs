@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use chrono_tz::Tz;
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId, Violations,
-    bus::{self, Envelope, Outbox},
+    bus::{self, Envelope},
     crypto::{DataKey, KeyRing},
     db::Db,
 };
@@ -47,7 +47,6 @@ pub struct UnmaskAudit {
 pub struct MemberApp {
     db: Db,
     keyring: KeyRing,
-    outbox: Outbox,
     zone: Tz,
     /// Set when the privacy module is deployed: joins then need the consents it requires.
     consent_check: Option<SignupConsentCheck>,
@@ -63,11 +62,10 @@ impl std::fmt::Debug for MemberApp {
 
 impl MemberApp {
     /// `zone` is the tenants' business time zone (`tenant.default_time_zone`).
-    pub fn new(db: Db, keyring: KeyRing, outbox: Outbox, zone: Tz) -> Self {
+    pub fn new(db: Db, keyring: KeyRing, zone: Tz) -> Self {
         Self {
             db,
             keyring,
-            outbox,
             zone,
             consent_check: None,
         }
@@ -92,11 +90,7 @@ impl MemberApp {
 
     /// The tenant's data key, read through the caller's transaction (never a second
     /// connection: the SQLite pool has only one).
-    async fn data_key(
-        &self,
-        tx: &DatabaseTransaction,
-        tenant: TenantId,
-    ) -> Result<Arc<DataKey>, ServiceError> {
+    async fn data_key(&self, tx: &Tx, tenant: TenantId) -> Result<Arc<DataKey>, ServiceError> {
         self.keyring
             .data_key(tx, tenant)
             .await
@@ -104,19 +98,6 @@ impl MemberApp {
                 spharos_kit::crypto::CryptoError::Store(db) => ServiceError::from(db),
                 other => ServiceError::internal(format!("data key of tenant {tenant}: {other}")),
             })
-    }
-
-    /// Wakes the outbox relay (after a consumer's transaction that enqueued events committed).
-    pub fn poke_outbox(&self) {
-        self.outbox.poke();
-    }
-
-    /// Commits and wakes the relay, so the events just written go out without waiting for
-    /// its next poll.
-    async fn commit(&self, tx: DatabaseTransaction) -> Result<(), ServiceError> {
-        tx.commit().await?;
-        self.outbox.poke();
-        Ok(())
     }
 }
 
@@ -126,7 +107,7 @@ fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-async fn emit(tx: &DatabaseTransaction, event: Envelope) -> Result<(), ServiceError> {
+async fn emit(tx: &Tx, event: Envelope) -> Result<(), ServiceError> {
     bus::enqueue(tx, &event).await?;
     Ok(())
 }

@@ -42,7 +42,7 @@ impl MemberApp {
             ));
         }
         emit(&tx, events::store_created(tenant, &store)).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, store_id = %store.id, "store created");
         Ok(store)
     }
@@ -76,7 +76,7 @@ impl MemberApp {
             stores::update(&tx, tenant, &store).await?;
             emit(&tx, events::store_updated(tenant, &store)).await?;
         }
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(store)
     }
 

@@ -53,6 +53,26 @@ pub async fn get_for_update(
         .await
 }
 
+/// Which of `ids` are members of the tenant (in any status).
+pub async fn existing(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let found: Vec<Uuid> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .into_tuple()
+        .all(tx)
+        .await?;
+    Ok(found.into_iter().collect())
+}
+
 pub async fn exists(tx: &DatabaseTransaction, tenant: TenantId, id: Uuid) -> Result<bool, DbErr> {
     let found = Entity::find()
         .select_only()
@@ -125,7 +145,7 @@ pub async fn set_grade(
 pub async fn active_grades(
     tx: &DatabaseTransaction,
     tenant: TenantId,
-    only: Option<Uuid>,
+    only: Option<&[Uuid]>,
 ) -> Result<Vec<(Uuid, Option<Uuid>)>, DbErr> {
     let mut q = Entity::find()
         .select_only()
@@ -133,8 +153,8 @@ pub async fn active_grades(
         .column(Column::GradeId)
         .filter(Column::TenantId.eq(tenant.as_uuid()))
         .filter(Column::Status.eq(MemberStatus::Active.as_str()));
-    if let Some(id) = only {
-        q = q.filter(Column::Id.eq(id));
+    if let Some(ids) = only {
+        q = q.filter(Column::Id.is_in(ids.iter().copied()));
     }
     q.into_tuple::<(Uuid, Option<Uuid>)>().all(tx).await
 }

@@ -13,10 +13,14 @@ use uuid::Uuid;
 pub use super::entity::member_purchases::Model as PurchaseRow;
 use super::entity::member_purchases::{Column, Entity};
 
-/// Records a purchase; `false` when this (store, POS transaction) was recorded before, so a
-/// purchase announced twice (even under two event ids) counts once.
-pub async fn insert(tx: &DatabaseTransaction, row: &PurchaseRow) -> Result<bool, DbErr> {
-    let rows = Entity::insert(row.clone().into_active_model())
+/// Records purchases in one statement; returns how many were new. A (store, POS transaction)
+/// recorded before is skipped, so a purchase announced twice (even under two event ids)
+/// counts once.
+pub async fn insert_many(tx: &DatabaseTransaction, rows: &[PurchaseRow]) -> Result<u64, DbErr> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let rows = Entity::insert_many(rows.iter().map(|r| r.clone().into_active_model()))
         .on_conflict(
             OnConflict::columns([
                 Column::TenantId,
@@ -28,7 +32,7 @@ pub async fn insert(tx: &DatabaseTransaction, row: &PurchaseRow) -> Result<bool,
         )
         .exec_without_returning(tx)
         .await?;
-    Ok(rows == 1)
+    Ok(rows)
 }
 
 /// Purchase sums per member since `since` (inclusive), for the tenant or one member. Members
@@ -37,7 +41,7 @@ pub async fn sums_since(
     tx: &DatabaseTransaction,
     tenant: TenantId,
     since: DateTime<Utc>,
-    only: Option<Uuid>,
+    only: Option<&[Uuid]>,
 ) -> Result<HashMap<Uuid, i64>, DbErr> {
     let mut q = Entity::find()
         .select_only()
@@ -49,8 +53,8 @@ pub async fn sums_since(
         )
         .filter(Column::TenantId.eq(tenant.as_uuid()))
         .filter(Column::OccurredTime.gte(since));
-    if let Some(id) = only {
-        q = q.filter(Column::MemberId.eq(id));
+    if let Some(ids) = only {
+        q = q.filter(Column::MemberId.is_in(ids.iter().copied()));
     }
     let rows: Vec<(Uuid, i64)> = q.group_by(Column::MemberId).into_tuple().all(tx).await?;
     Ok(rows.into_iter().collect())

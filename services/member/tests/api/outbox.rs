@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError,
     bus::{self, Bus, Envelope, EventHandler},
@@ -87,11 +87,7 @@ struct Counting {
 }
 
 impl EventHandler for Counting {
-    async fn handle(
-        &self,
-        _tx: &DatabaseTransaction,
-        event: &Envelope,
-    ) -> Result<(), ServiceError> {
+    async fn handle(&self, _tx: &Tx, event: &Envelope) -> Result<(), ServiceError> {
         self.handled.lock().expect("lock").push(event.clone());
         Ok(())
     }

@@ -64,7 +64,7 @@ impl PointsApp {
                 };
                 let expired = s.settle().await?;
                 s.finish().await?;
-                self.commit(tx).await?;
+                tx.commit().await?;
                 if expired > 0 {
                     run.expired_members += 1;
                     run.expired_points += expired;
@@ -128,7 +128,7 @@ impl PointsApp {
                 )
                 .await?;
             }
-            self.commit(tx).await?;
+            tx.commit().await?;
             if (due.len() as u64) < NOTICES_PER_ROUND {
                 break;
             }

@@ -48,7 +48,7 @@ impl PointsApp {
                 })
             })
             .collect();
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(json!({
             "service": "points",
             "member_id": member,

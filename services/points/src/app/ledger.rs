@@ -2,7 +2,7 @@
 //! idempotent by its key, serialised per member by the account lock, and writes its ledger
 //! row, lot changes, movements, account sums, events and stored response in one transaction.
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId,
     idempotency::{self, Claim},
@@ -189,7 +189,7 @@ fn require_active(m: &MemberFacts) -> Result<(), ServiceError> {
 
 /// Claims the key; `Some(stored response)` for a replay.
 async fn claim(
-    tx: &DatabaseTransaction,
+    tx: &Tx,
     tenant: TenantId,
     key: &str,
     fp: &str,
@@ -299,7 +299,7 @@ impl PointsApp {
             quote: quote_view(plan, policy.version),
         };
         idempotency::complete(&tx, tenant, SCOPE, &form.idempotency_key, &json(&result)?).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, member_id = %member.id, transaction_id = %row.id, points = row.points, "points earned");
         Ok(result)
     }
@@ -397,7 +397,7 @@ impl PointsApp {
             balance: self.balance_view(&tx, tenant, &account, at).await?,
         };
         idempotency::complete(&tx, tenant, SCOPE, &form.idempotency_key, &json(&result)?).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, member_id = %member.id, transaction_id = %row.id, points = form.points, "points spent");
         Ok(result)
     }
@@ -494,7 +494,7 @@ impl PointsApp {
             balance: self.balance_view(&tx, tenant, &account, at).await?,
         };
         idempotency::complete(&tx, tenant, SCOPE, &form.idempotency_key, &json(&result)?).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, member_id = %row.member_id, transaction_id = %row.id, original = %original.id, points = row.points, "points cancelled");
         Ok(result)
     }
@@ -712,7 +712,7 @@ impl PointsApp {
             balance: self.balance_view(&tx, tenant, &account, at).await?,
         };
         idempotency::complete(&tx, tenant, SCOPE, &form.idempotency_key, &json(&result)?).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, member_id = %member.id, transaction_id = %row.id, points = row.points, actor = %caller.actor, "points adjusted");
         Ok(result)
     }

@@ -9,11 +9,11 @@
 //! only connection while another is needed.
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use chrono_tz::Tz;
-use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId,
-    bus::{self, Envelope, Outbox},
+    bus::{self, Envelope},
     db::Db,
 };
 use uuid::Uuid;
@@ -123,7 +123,6 @@ pub struct Posted {
 #[derive(Clone)]
 pub struct PointsApp {
     db: Db,
-    outbox: Outbox,
     zone: Tz,
     members: MemberDirectory,
     earns: batch::EarnBatcher,
@@ -141,11 +140,10 @@ impl PointsApp {
     /// `zone` is the tenants' business time zone (`tenant.default_time_zone`).
     /// The use cases on `db`. Earns are group-committed by background workers (see
     /// [`batch`]), so this must be called within a Tokio runtime.
-    pub fn new(db: Db, outbox: Outbox, zone: Tz, members: MemberDirectory) -> Self {
-        let earns = batch::EarnBatcher::spawn(db.clone(), outbox.clone(), zone);
+    pub fn new(db: Db, zone: Tz, members: MemberDirectory) -> Self {
+        let earns = batch::EarnBatcher::spawn(db.clone(), zone);
         Self {
             db,
-            outbox,
             zone,
             members,
             earns,
@@ -165,25 +163,14 @@ impl PointsApp {
         self.zone
     }
 
-    /// Commits and wakes the relay, so the events just written go out at once.
-    async fn commit(&self, tx: DatabaseTransaction) -> Result<(), ServiceError> {
-        tx.commit().await?;
-        self.outbox.poke();
-        Ok(())
-    }
-
-    async fn policy(
-        &self,
-        tx: &DatabaseTransaction,
-        tenant: TenantId,
-    ) -> Result<VersionedPolicy, ServiceError> {
+    async fn policy(&self, tx: &Tx, tenant: TenantId) -> Result<VersionedPolicy, ServiceError> {
         load_policy(tx, tenant).await
     }
 
     /// The balance view of an account, with the points expiring in the next 30 days.
     async fn balance_view(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         account: &AccountRow,
         now: DateTime<Utc>,
@@ -208,10 +195,7 @@ impl PointsApp {
 }
 
 /// The tenant's points policy in force (the built-in default when none is stored).
-async fn load_policy(
-    tx: &DatabaseTransaction,
-    tenant: TenantId,
-) -> Result<VersionedPolicy, ServiceError> {
+async fn load_policy(tx: &Tx, tenant: TenantId) -> Result<VersionedPolicy, ServiceError> {
     match policies::current(tx, tenant).await? {
         None => Ok(VersionedPolicy::builtin()),
         Some(row) => {
@@ -443,7 +427,7 @@ impl Lots {
 /// One member's ledger inside one transaction: the locked account, the working balance and
 /// the events to enqueue with it.
 struct Session<'t> {
-    tx: &'t DatabaseTransaction,
+    tx: &'t Tx,
     tenant: TenantId,
     zone: Tz,
     account: AccountRow,
@@ -459,7 +443,7 @@ impl<'t> Session<'t> {
     /// Locks the member's account, creating it (and registering the tenant with the expiry
     /// job) on the member's first operation.
     async fn open(
-        tx: &'t DatabaseTransaction,
+        tx: &'t Tx,
         tenant: TenantId,
         zone: Tz,
         member: Uuid,
@@ -482,7 +466,7 @@ impl<'t> Session<'t> {
 
     /// Locks the member's account if it exists.
     async fn open_existing(
-        tx: &'t DatabaseTransaction,
+        tx: &'t Tx,
         tenant: TenantId,
         zone: Tz,
         member: Uuid,
@@ -494,7 +478,7 @@ impl<'t> Session<'t> {
     }
 
     fn with_account(
-        tx: &'t DatabaseTransaction,
+        tx: &'t Tx,
         tenant: TenantId,
         zone: Tz,
         account: AccountRow,
@@ -607,7 +591,7 @@ impl<'t> Session<'t> {
     }
 }
 
-async fn emit(tx: &DatabaseTransaction, event: Envelope) -> Result<(), ServiceError> {
+async fn emit(tx: &Tx, event: Envelope) -> Result<(), ServiceError> {
     bus::enqueue(tx, &event).await?;
     Ok(())
 }

@@ -80,7 +80,7 @@ impl PointsApp {
         s.settle().await?;
         let account = s.finish().await?;
         let result = self.balance_view(&tx, tenant, &account, at).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         Ok(Some(result))
     }
 

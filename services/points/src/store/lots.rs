@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    QueryOrder, QuerySelect,
+    sea_query::{Expr, Value},
 };
 use spharos_kit::TenantId;
 use uuid::Uuid;
@@ -85,26 +86,6 @@ pub async fn due_of_member(
         .await
 }
 
-/// Which of `members` have lots to settle at `at`.
-pub async fn due_among(
-    tx: &DatabaseTransaction,
-    tenant: TenantId,
-    members: &[Uuid],
-    at: DateTime<Utc>,
-) -> Result<std::collections::HashSet<Uuid>, DbErr> {
-    let found: Vec<Uuid> = Entity::find()
-        .select_only()
-        .column(Column::MemberId)
-        .distinct()
-        .filter(Column::TenantId.eq(tenant.as_uuid()))
-        .filter(Column::MemberId.is_in(members.iter().copied()))
-        .filter(due(at))
-        .into_tuple()
-        .all(tx)
-        .await?;
-    Ok(found.into_iter().collect())
-}
-
 /// Members of the tenant with lots to settle at `at` (the expiry job's work list).
 pub async fn members_due(
     tx: &DatabaseTransaction,
@@ -163,29 +144,66 @@ pub async fn expiring_sum(
     Ok(sum.unwrap_or(0))
 }
 
-/// [`expiring_sum`] of each of `members` (absent: nothing expiring).
-pub async fn expiring_sums(
+/// What an earn batch needs of its members' open lots, in one read: per member with open
+/// lots, whether any is due to settle at `at` (see `due`) and the points expiring by `until`.
+pub async fn open_summaries(
     tx: &DatabaseTransaction,
     tenant: TenantId,
     members: &[Uuid],
+    at: DateTime<Utc>,
     until: DateTime<Utc>,
-) -> Result<std::collections::HashMap<Uuid, i64>, DbErr> {
-    let rows: Vec<(Uuid, i64)> = Entity::find()
+) -> Result<std::collections::HashMap<Uuid, OpenSummary>, DbErr> {
+    let rows: Vec<(Uuid, i32, i64)> = Entity::find()
         .select_only()
         .column(Column::MemberId)
         .column_as(
-            Expr::cust("CAST(COALESCE(SUM(remaining), 0) AS BIGINT)"),
-            "total",
+            Expr::cust_with_values(
+                "MAX(CASE WHEN (remaining > 0 AND expire_time < $1) \
+                 OR (pending = $2 AND available_time <= $3) THEN 1 ELSE 0 END)",
+                [Value::from(at), Value::from(true), Value::from(at)],
+            ),
+            "due",
+        )
+        .column_as(
+            Expr::cust_with_values(
+                "CAST(COALESCE(SUM(CASE WHEN remaining > 0 AND expire_time <= $1 \
+                 THEN remaining ELSE 0 END), 0) AS BIGINT)",
+                [Value::from(until)],
+            ),
+            "expiring",
         )
         .filter(Column::TenantId.eq(tenant.as_uuid()))
         .filter(Column::MemberId.is_in(members.iter().copied()))
-        .filter(Column::Remaining.gt(0))
-        .filter(Column::ExpireTime.lte(until))
+        .filter(
+            Condition::any()
+                .add(Column::Remaining.gt(0))
+                .add(Column::Pending.eq(true)),
+        )
         .group_by(Column::MemberId)
         .into_tuple()
         .all(tx)
         .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(member, due, expiring)| {
+            (
+                member,
+                OpenSummary {
+                    due: due > 0,
+                    expiring,
+                },
+            )
+        })
+        .collect())
+}
+
+/// A member's open lots as an earn batch sees them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenSummary {
+    /// Some lot is due to settle (expiry or maturation).
+    pub due: bool,
+    /// Points expiring by the window's end.
+    pub expiring: i64,
 }
 
 /// Lots due for an expiry notice at `at`: points left, not expired, next notice time come.

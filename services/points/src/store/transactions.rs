@@ -1,8 +1,8 @@
 //! Queries on `point_transactions`, the ledger.
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, sea_query::OnConflict,
 };
 use spharos_kit::{TenantId, paging::PageRequest};
 use uuid::Uuid;
@@ -25,35 +25,26 @@ pub async fn insert(tx: &DatabaseTransaction, row: &TransactionRow) -> Result<()
     Ok(())
 }
 
-/// [`insert`] for many rows in one statement.
-pub async fn insert_many(tx: &DatabaseTransaction, rows: &[TransactionRow]) -> Result<(), DbErr> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    Entity::insert_many(rows.iter().cloned().map(IntoActiveModel::into_active_model))
-        .exec_without_returning(tx)
-        .await?;
-    Ok(())
-}
-
-/// The till receipts among `keys` the ledger holds already.
-pub async fn existing_pos_keys(
+/// [`insert`] for many rows in one statement, skipping those whose till receipt (or
+/// idempotency key) the ledger holds already; returns the ids of the rows it inserted. The
+/// insert is the check: nothing is looked up beforehand.
+pub async fn insert_new(
     tx: &DatabaseTransaction,
-    tenant: TenantId,
-    keys: &[String],
-) -> Result<std::collections::HashSet<String>, DbErr> {
-    if keys.is_empty() {
+    rows: &[TransactionRow],
+) -> Result<std::collections::HashSet<Uuid>, DbErr> {
+    if rows.is_empty() {
         return Ok(Default::default());
     }
-    let found: Vec<Option<String>> = Entity::find()
-        .select_only()
-        .column(Column::PosKey)
-        .filter(Column::TenantId.eq(tenant.as_uuid()))
-        .filter(Column::PosKey.is_in(keys.iter().cloned()))
-        .into_tuple()
-        .all(tx)
-        .await?;
-    Ok(found.into_iter().flatten().collect())
+    let mut insert =
+        Entity::insert_many(rows.iter().cloned().map(IntoActiveModel::into_active_model))
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .into_query();
+    insert.returning_col(Column::Id);
+    tx.query_all(&insert)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<Uuid>("", "id"))
+        .collect()
 }
 
 pub async fn get(

@@ -2,7 +2,7 @@
 //! service's own disclosures) chained under the tenant's head lock, queries by member, actor
 //! and time, and verification of the whole chain.
 use chrono::SubsecRound;
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{ServiceError, TenantId, paging::PageRequest};
 use uuid::Uuid;
 
@@ -30,7 +30,7 @@ impl PrivacyApp {
     /// locked, the entry sealed after it and the head moved, so concurrent appends serialise.
     pub(crate) async fn append_access(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         mut access: Access,
     ) -> Result<Entry, ServiceError> {

@@ -2,7 +2,7 @@
 //! time, the history kept forever), the current state, the campaign service's bulk question,
 //! and what the member events mean here (sign-up answers, withdrawal, erasure).
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{ServiceError, TenantId, paging::PageRequest};
 use uuid::Uuid;
 
@@ -50,7 +50,7 @@ impl PrivacyApp {
     /// The type's version in force today, or why there is none.
     async fn version_in_force(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         code: &str,
     ) -> Result<ConsentTypeVersion, ServiceError> {
@@ -146,7 +146,7 @@ impl PrivacyApp {
         let state = consents::get(&tx, tenant, member_id, code)
             .await?
             .ok_or_else(|| ServiceError::internal("a consent state just written is missing"))?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, member_id = %member_id, code = %code, granted, "consent recorded");
         Ok(state)
     }
@@ -246,7 +246,7 @@ impl PrivacyApp {
     /// recorded with the version in force at the join time (in the consumer's transaction).
     pub(crate) async fn record_member_joined(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         join: &MemberJoin,
     ) -> Result<(), ServiceError> {
@@ -289,7 +289,7 @@ impl PrivacyApp {
     /// every consent they granted ends.
     pub(crate) async fn record_member_withdrawn(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         member_id: Uuid,
         at: DateTime<Utc>,
@@ -308,7 +308,7 @@ impl PrivacyApp {
     /// with its history entry and `consent.changed`.
     pub(crate) async fn end_consents(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         member_id: Uuid,
         at: DateTime<Utc>,
@@ -349,7 +349,7 @@ impl PrivacyApp {
     /// service stored for them go too.
     pub(crate) async fn record_member_erased(
         &self,
-        tx: &DatabaseTransaction,
+        tx: &Tx,
         tenant: TenantId,
         member_id: Uuid,
         at: DateTime<Utc>,

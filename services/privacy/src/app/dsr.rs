@@ -201,7 +201,7 @@ impl PrivacyApp {
                     self.erase_here(&tx, tenant, request.member_id).await?;
                 }
                 rows::update(&tx, &row).await?;
-                self.commit(tx).await?;
+                tx.commit().await?;
                 tracing::info!(tenant_id = %tenant, request_id = %id, "data-subject request completed");
                 Ok(rows::to_domain(&row)?)
             }
@@ -273,7 +273,7 @@ impl PrivacyApp {
     /// no PII, and proves the consents.
     async fn erase_here(
         &self,
-        tx: &sea_orm::DatabaseTransaction,
+        tx: &spharos_kit::db::Tx,
         tenant: TenantId,
         member_id: Uuid,
     ) -> Result<(), ServiceError> {
@@ -450,7 +450,7 @@ impl PrivacyApp {
         };
         rows::insert(&tx, &row).await?;
         self.erase_here(&tx, tenant, member_id).await?;
-        self.commit(tx).await?;
+        tx.commit().await?;
         tracing::info!(tenant_id = %tenant, member_id = %member_id, "member erased after the retention period");
         Ok(())
     }

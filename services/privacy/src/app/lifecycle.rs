@@ -67,7 +67,7 @@ impl PrivacyApp {
                     report.done += 1;
                 }
             }
-            self.commit(tx).await?;
+            tx.commit().await?;
         }
         if report.done > 0 {
             tracing::info!(notices = report.done, "re-confirmation notices due");

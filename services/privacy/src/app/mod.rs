@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use chrono_tz::Tz;
-use sea_orm::DatabaseTransaction;
+use spharos_kit::db::Tx;
 use spharos_kit::{
     ServiceError, TenantId,
     auth::TokenSigner,
-    bus::{self, Envelope, Outbox},
+    bus::{self, Envelope},
     crypto::{DataKey, KeyRing},
     db::Db,
 };
@@ -33,7 +33,6 @@ pub use lifecycle::JobReport;
 pub struct PrivacyApp {
     db: Db,
     keyring: KeyRing,
-    outbox: Outbox,
     zone: Tz,
     services: Arc<Registry>,
     signer: TokenSigner,
@@ -53,7 +52,6 @@ impl PrivacyApp {
     pub fn new(
         db: Db,
         keyring: KeyRing,
-        outbox: Outbox,
         zone: Tz,
         services: Registry,
         signer: TokenSigner,
@@ -61,7 +59,6 @@ impl PrivacyApp {
         Self {
             db,
             keyring,
-            outbox,
             zone,
             services: Arc::new(services),
             signer,
@@ -81,17 +78,8 @@ impl PrivacyApp {
         spharos_kit::time::local_date(Utc::now(), self.zone)
     }
 
-    /// Wakes the outbox relay (after a consumer's transaction that enqueued events committed).
-    pub fn poke_outbox(&self) {
-        self.outbox.poke();
-    }
-
     /// The tenant's data key, read through the caller's transaction.
-    async fn data_key(
-        &self,
-        tx: &DatabaseTransaction,
-        tenant: TenantId,
-    ) -> Result<Arc<DataKey>, ServiceError> {
+    async fn data_key(&self, tx: &Tx, tenant: TenantId) -> Result<Arc<DataKey>, ServiceError> {
         self.keyring
             .data_key(tx, tenant)
             .await
@@ -99,13 +87,6 @@ impl PrivacyApp {
                 spharos_kit::crypto::CryptoError::Store(db) => ServiceError::from(db),
                 other => ServiceError::internal(format!("data key of tenant {tenant}: {other}")),
             })
-    }
-
-    /// Commits and wakes the relay.
-    async fn commit(&self, tx: DatabaseTransaction) -> Result<(), ServiceError> {
-        tx.commit().await?;
-        self.outbox.poke();
-        Ok(())
     }
 }
 
@@ -115,7 +96,7 @@ pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-async fn emit(tx: &DatabaseTransaction, event: Envelope) -> Result<(), ServiceError> {
+async fn emit(tx: &Tx, event: Envelope) -> Result<(), ServiceError> {
     bus::enqueue(tx, &event).await?;
     Ok(())
 }

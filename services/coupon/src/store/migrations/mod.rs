@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(spharos_kit::bus::OutboxMigration),
+            Box::new(spharos_kit::bus::OutboxDeleteOnPublishMigration),
             Box::new(spharos_kit::idempotency::IdempotencyMigration),
             Box::new(m20261210_000001_coupon_tables::Migration),
         ]

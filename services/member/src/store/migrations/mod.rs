@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(spharos_kit::bus::OutboxMigration),
+            Box::new(spharos_kit::bus::OutboxDeleteOnPublishMigration),
             Box::new(spharos_kit::crypto::DataKeysMigration),
             Box::new(spharos_kit::idempotency::IdempotencyMigration),
             Box::new(m20261204_000001_member_tables::Migration),
