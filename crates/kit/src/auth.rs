@@ -4,7 +4,7 @@
 use std::{
     collections::{HashMap, HashSet},
     path::Path,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -235,11 +235,28 @@ pub enum AuthError {
     Invalid(String),
 }
 
-/// Verifies tokens with the platform's public keys (several during a rotation).
+/// Seconds of clock skew a token's expiry is allowed.
+const LEEWAY_SECS: u64 = 30;
+/// Tokens remembered as verified; the memory is emptied when it fills (a burst of signature
+/// checks is all that costs).
+const VERIFIED_CAPACITY: usize = 10_000;
+
+/// Verifies tokens with the platform's public keys (several during a rotation). A till sends
+/// the same token with every call, so a token whose signature checked out once is remembered
+/// until it expires: later calls cost a lookup instead of an Ed25519 verification (the largest
+/// share of a small call's CPU). Revocation and expiry are checked on every call.
 #[derive(Clone)]
 pub struct TokenVerifier {
     keys: Arc<HashMap<String, DecodingKey>>,
     revoked: Arc<RwLock<HashSet<String>>>,
+    verified: Arc<Mutex<HashMap<String, Verified>>>,
+}
+
+/// A token whose signature and claims checked out, and when it expires.
+#[derive(Clone)]
+struct Verified {
+    principal: Principal,
+    expires: u64,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -266,6 +283,7 @@ impl TokenVerifier {
         Self {
             keys: Arc::new(keys),
             revoked: Arc::default(),
+            verified: Arc::default(),
         }
     }
 
@@ -291,13 +309,47 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let remembered = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned();
+        let verified = match remembered {
+            Some(v) => v,
+            None => {
+                let v = self.verify_signed(token)?;
+                let mut memory = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+                if memory.len() >= VERIFIED_CAPACITY {
+                    memory.clear();
+                }
+                memory.insert(token.to_string(), v.clone());
+                v
+            }
+        };
+        if now_secs() > verified.expires + LEEWAY_SECS {
+            return Err(AuthError::Expired);
+        }
+        if self
+            .revoked
+            .read()
+            .map(|s| s.contains(&verified.principal.token_id))
+            .unwrap_or(false)
+        {
+            return Err(AuthError::Revoked);
+        }
+        Ok(verified.principal)
+    }
+
+    /// Checks the signature and claims (revocation is the caller's).
+    fn verify_signed(&self, token: &str) -> Result<Verified, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let kid = header.kid.ok_or(AuthError::UnknownKey)?;
         let key = self.keys.get(&kid).ok_or(AuthError::UnknownKey)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp", "iss"]);
         let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
             .kind()
@@ -306,24 +358,19 @@ impl TokenVerifier {
             _ => AuthError::Invalid(e.to_string()),
         })?;
         let c = data.claims;
-        if self
-            .revoked
-            .read()
-            .map(|s| s.contains(&c.jti))
-            .unwrap_or(false)
-        {
-            return Err(AuthError::Revoked);
-        }
         let tenant = c
             .tid
             .parse()
             .map_err(|_| AuthError::Invalid("tid is not a UUID".into()))?;
-        Ok(Principal {
-            tenant,
-            subject: c.sub,
-            key_id: kid,
-            token_id: c.jti,
-            permissions: c.perms,
+        Ok(Verified {
+            principal: Principal {
+                tenant,
+                subject: c.sub,
+                key_id: kid,
+                token_id: c.jti,
+                permissions: c.perms,
+            },
+            expires: c.exp,
         })
     }
 }
@@ -622,6 +669,38 @@ mod tests {
         let p = verifier.verify(&token).expect("valid");
         verifier.revoke(&p.token_id);
         assert_eq!(verifier.verify(&token), Err(AuthError::Revoked));
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_refused_once_expired_or_revoked() {
+        let signer = TokenSigner::generate();
+        let verifier = TokenVerifier::new([signer.public_key()]);
+        let tenant = TenantId::generate();
+        let token = signer.mint(tenant, "pos-1", &["points:admin"], 60);
+        let first = verifier.verify(&token).expect("valid");
+        assert_eq!(verifier.verify(&token).expect("remembered"), first);
+        assert_eq!(verifier.verified.lock().expect("lock").len(), 1);
+
+        // The memory says when it expires; past it (and the leeway) the token is refused
+        // without a new signature check.
+        verifier
+            .verified
+            .lock()
+            .expect("lock")
+            .get_mut(&token)
+            .expect("remembered")
+            .expires = now_secs() - LEEWAY_SECS - 1;
+        assert_eq!(verifier.verify(&token), Err(AuthError::Expired));
+
+        let other = signer.mint(tenant, "pos-2", &[], 60);
+        let p = verifier.verify(&other).expect("valid");
+        verifier.revoke(&p.token_id);
+        assert_eq!(verifier.verify(&other), Err(AuthError::Revoked));
+        // A token that fails its checks is never remembered.
+        let mut parts: Vec<String> = other.split('.').map(str::to_string).collect();
+        parts[2] = parts[2].chars().rev().collect();
+        assert!(verifier.verify(&parts.join(".")).is_err());
+        assert_eq!(verifier.verified.lock().expect("lock").len(), 2);
     }
 
     #[test]
