@@ -1,7 +1,10 @@
 //! Logs, traces and metrics. `tracing` logs (pretty or JSON), OpenTelemetry traces exported by
 //! OTLP when an endpoint is configured, W3C trace context carried through gRPC metadata and NATS
 //! headers, and a Prometheus registry rendered at `/metrics`.
-use std::sync::{OnceLock, atomic::AtomicU64};
+use std::{
+    io::IsTerminal,
+    sync::{OnceLock, atomic::AtomicU64},
+};
 
 use opentelemetry::{
     propagation::{Extractor, Injector, TextMapPropagator},
@@ -176,7 +179,11 @@ pub fn init(
             )
             .try_init(),
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().compact())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_ansi(std::io::stdout().is_terminal()),
+            )
             .try_init(),
     };
     // A second init (tests) keeps the first subscriber.

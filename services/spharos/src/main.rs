@@ -5,6 +5,11 @@
 
 use std::process::ExitCode;
 
+/// A till rush allocates and frees small buffers on both cores at once, where glibc's malloc
+/// spent a sixth of the server's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match spharos::cli::Cli::parse_args() {
         Ok(cli) => cli,
