@@ -11,8 +11,10 @@ use spharos_kit::{
 use uuid::Uuid;
 
 use super::{
-    Earned, Lots, PointsApp, Posted, QuoteView, SCOPE, Session, duplicate_pos, emit, from_json,
-    insufficient, json, member_withdrawn, now, transaction_not_found, view,
+    Earned, Lots, PointsApp, Posted, QuoteView, SCOPE, Session,
+    batch::{Op, Reply},
+    duplicate_pos, emit, from_json, insufficient, json, member_withdrawn, now,
+    transaction_not_found, view,
 };
 use crate::{
     domain::{
@@ -225,16 +227,25 @@ impl PointsApp {
             Some(g) => self.members.grade_rate(tenant, g, caller).await?,
             None => None,
         };
-        match self
-            .earns
-            .submit(tenant, caller, member, grade_rate, form)
-            .await?
-        {
-            super::batch::Reply::Done(earned) => Ok(*earned),
-            super::batch::Reply::Single(form) => {
-                self.earn_alone(tenant, caller, form, &member, grade_rate)
-                    .await
-            }
+        let op = Op::Earn {
+            form,
+            member,
+            grade_rate,
+        };
+        match self.batches.submit(tenant, caller, op).await? {
+            Reply::Earned(earned) => Ok(*earned),
+            Reply::Single(op) => match *op {
+                Op::Earn {
+                    form,
+                    member,
+                    grade_rate,
+                } => {
+                    self.earn_alone(tenant, caller, form, &member, grade_rate)
+                        .await
+                }
+                _ => Err(came_back_as_another("an earn")),
+            },
+            Reply::Posted(_) => Err(came_back_as_another("an earn")),
         }
     }
 
@@ -316,6 +327,30 @@ impl PointsApp {
         let key = form.validate()?;
         let member = self.members.resolve(tenant, &key, caller).await?;
         require_active(&member)?;
+        match self
+            .batches
+            .submit(tenant, caller, Op::Spend { form, member })
+            .await?
+        {
+            Reply::Posted(posted) => Ok(*posted),
+            Reply::Single(op) => match *op {
+                Op::Spend { form, member } => self.spend_alone(tenant, caller, form, &member).await,
+                _ => Err(came_back_as_another("a spend")),
+            },
+            Reply::Earned(_) => Err(came_back_as_another("a spend")),
+        }
+    }
+
+    /// A spend in a transaction of its own: what a batch leaves to the one-by-one path
+    /// (replays, receipts seen before, members with lots to settle, spends it cannot make,
+    /// a batch that failed).
+    async fn spend_alone(
+        &self,
+        tenant: TenantId,
+        caller: &Caller,
+        form: SpendForm,
+        member: &MemberFacts,
+    ) -> Result<Posted, ServiceError> {
         let at = now();
         let tx = self.db.begin(tenant).await?;
         if let Some(stored) = claim(
@@ -414,6 +449,32 @@ impl PointsApp {
         form: CancelForm,
     ) -> Result<Posted, ServiceError> {
         let target = form.validate()?;
+        match self
+            .batches
+            .submit(tenant, caller, Op::Cancel { form, target })
+            .await?
+        {
+            Reply::Posted(posted) => Ok(*posted),
+            Reply::Single(op) => match *op {
+                Op::Cancel { form, target } => {
+                    self.cancel_alone(tenant, caller, form, target).await
+                }
+                _ => Err(came_back_as_another("a cancel")),
+            },
+            Reply::Earned(_) => Err(came_back_as_another("a cancel")),
+        }
+    }
+
+    /// A cancel in a transaction of its own: what a batch leaves to the one-by-one path
+    /// (cancels of spends, replays, cancels it cannot make, members with lots to settle, a
+    /// batch that failed).
+    async fn cancel_alone(
+        &self,
+        tenant: TenantId,
+        caller: &Caller,
+        form: CancelForm,
+        target: CancelTarget,
+    ) -> Result<Posted, ServiceError> {
         let at = now();
         let tx = self.db.begin(tenant).await?;
         if let Some(stored) = claim(
@@ -716,6 +777,10 @@ impl PointsApp {
         tracing::info!(tenant_id = %tenant, member_id = %member.id, transaction_id = %row.id, points = row.points, actor = %caller.actor, "points adjusted");
         Ok(result)
     }
+}
+
+fn came_back_as_another(what: &str) -> ServiceError {
+    ServiceError::internal(format!("{what} came back from its batch as another write"))
 }
 
 fn already_cancelled(id: Uuid) -> ServiceError {

@@ -125,7 +125,7 @@ pub struct PointsApp {
     db: Db,
     zone: Tz,
     members: MemberDirectory,
-    earns: batch::EarnBatcher,
+    batches: batch::LedgerBatcher,
 }
 
 impl std::fmt::Debug for PointsApp {
@@ -141,12 +141,12 @@ impl PointsApp {
     /// The use cases on `db`. Earns are group-committed by background workers (see
     /// [`batch`]), so this must be called within a Tokio runtime.
     pub fn new(db: Db, zone: Tz, members: MemberDirectory) -> Self {
-        let earns = batch::EarnBatcher::spawn(db.clone(), zone);
+        let batches = batch::LedgerBatcher::spawn(db.clone(), zone);
         Self {
             db,
             zone,
             members,
-            earns,
+            batches,
         }
     }
 
@@ -154,9 +154,9 @@ impl PointsApp {
         &self.db
     }
 
-    /// What the earn batches did so far (group commit; see the `batch` module).
-    pub fn earn_batches(&self) -> BatchStats {
-        self.earns.stats()
+    /// What the ledger batches did so far (group commit; see the `batch` module).
+    pub fn ledger_batches(&self) -> BatchStats {
+        self.batches.stats()
     }
 
     pub fn zone(&self) -> Tz {

@@ -2,9 +2,11 @@
 //! member's account lock; the notice columns only through the notice job's own update.
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect,
-    sea_query::{Expr, Value},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    FromQueryResult, IntoActiveModel, Iterable, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{
+        Asterisk, Expr, ExprTrait, Func, OnConflict, Order, Query, UnionType, WindowStatement,
+    },
 };
 use spharos_kit::TenantId;
 use uuid::Uuid;
@@ -28,6 +30,37 @@ pub async fn insert_many(tx: &DatabaseTransaction, rows: &[LotRow]) -> Result<()
         .exec_without_returning(tx)
         .await?;
     Ok(())
+}
+
+/// [`open_of_member`] for several members at once: their lots that still hold points, and
+/// the lots `also` (whatever they hold), by member and expiry.
+pub async fn open_of_members(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    members: &[Uuid],
+    also: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<LotRow>>, DbErr> {
+    let mut by_member: std::collections::HashMap<Uuid, Vec<LotRow>> = Default::default();
+    if members.is_empty() {
+        return Ok(by_member);
+    }
+    let mut holds = Condition::any().add(Column::Remaining.gt(0));
+    if !also.is_empty() {
+        holds = holds.add(Column::Id.is_in(also.iter().copied()));
+    }
+    let rows = Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::MemberId.is_in(members.iter().copied()))
+        .filter(holds)
+        .order_by_asc(Column::MemberId)
+        .order_by_asc(Column::ExpireTime)
+        .order_by_asc(Column::Id)
+        .all(tx)
+        .await?;
+    for row in rows {
+        by_member.entry(row.member_id).or_default().push(row);
+    }
+    Ok(by_member)
 }
 
 fn of_member(tenant: TenantId, member: Uuid) -> Condition {
@@ -105,19 +138,25 @@ pub async fn members_due(
         .await
 }
 
-/// Writes the ledger columns of lots an operation changed.
+/// Writes the ledger columns of lots an operation changed, in one statement (an upsert on rows
+/// known to exist: only `remaining`, `expired`, `pending` and `updated_time` change).
 pub async fn save(tx: &DatabaseTransaction, rows: &[LotRow]) -> Result<(), DbErr> {
-    for r in rows {
-        Entity::update_many()
-            .col_expr(Column::Remaining, r.remaining.into())
-            .col_expr(Column::Expired, r.expired.into())
-            .col_expr(Column::Pending, r.pending.into())
-            .col_expr(Column::UpdatedTime, r.updated_time.into())
-            .filter(Column::TenantId.eq(r.tenant_id))
-            .filter(Column::Id.eq(r.id))
-            .exec(tx)
-            .await?;
+    if rows.is_empty() {
+        return Ok(());
     }
+    Entity::insert_many(rows.iter().cloned().map(IntoActiveModel::into_active_model))
+        .on_conflict(
+            OnConflict::columns([Column::TenantId, Column::Id])
+                .update_columns([
+                    Column::Remaining,
+                    Column::Expired,
+                    Column::Pending,
+                    Column::UpdatedTime,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(tx)
+        .await?;
     Ok(())
 }
 
@@ -144,8 +183,10 @@ pub async fn expiring_sum(
     Ok(sum.unwrap_or(0))
 }
 
-/// What an earn batch needs of its members' open lots, in one read: per member with open
-/// lots, whether any is due to settle at `at` (see `due`) and the points expiring by `until`.
+/// What a ledger batch needs of its members' lots, in one read: per member, whether a lot is
+/// due to settle at `at` (see `due`) and the points expiring by `until` (after `at`). Both
+/// come from index ranges, whatever the number of lots a member holds: the lots expiring by
+/// `until` (the `(tenant, member, expire_time)` index) and the pending lots whose time came.
 pub async fn open_summaries(
     tx: &DatabaseTransaction,
     tenant: TenantId,
@@ -153,48 +194,105 @@ pub async fn open_summaries(
     at: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<std::collections::HashMap<Uuid, OpenSummary>, DbErr> {
-    let rows: Vec<(Uuid, i32, i64)> = Entity::find()
-        .select_only()
+    let mut summaries = std::collections::HashMap::new();
+    if members.is_empty() {
+        return Ok(summaries);
+    }
+    let mut soon = Query::select();
+    soon.column(Column::MemberId)
+        .expr_as(Expr::case(Column::ExpireTime.lt(at), 1).finally(0), "due")
+        .expr_as(Expr::col(Column::Remaining), "expiring")
+        .from(Entity)
+        .and_where(Column::TenantId.eq(tenant.as_uuid()))
+        .and_where(Column::MemberId.is_in(members.iter().copied()))
+        .and_where(Column::Remaining.gt(0))
+        .and_where(Column::ExpireTime.lte(until));
+    let mut maturing = Query::select();
+    maturing
         .column(Column::MemberId)
-        .column_as(
-            Expr::cust_with_values(
-                "MAX(CASE WHEN (remaining > 0 AND expire_time < $1) \
-                 OR (pending = $2 AND available_time <= $3) THEN 1 ELSE 0 END)",
-                [Value::from(at), Value::from(true), Value::from(at)],
-            ),
-            "due",
-        )
-        .column_as(
-            Expr::cust_with_values(
-                "CAST(COALESCE(SUM(CASE WHEN remaining > 0 AND expire_time <= $1 \
-                 THEN remaining ELSE 0 END), 0) AS BIGINT)",
-                [Value::from(until)],
+        .expr_as(Expr::val(1), "due")
+        .expr_as(Expr::val(0i64), "expiring")
+        .from(Entity)
+        .and_where(Column::TenantId.eq(tenant.as_uuid()))
+        .and_where(Column::Pending.eq(true))
+        .and_where(Column::AvailableTime.lte(at))
+        .and_where(Column::MemberId.is_in(members.iter().copied()));
+    soon.union(UnionType::All, maturing);
+    let mut query = Query::select();
+    query
+        .column("member_id")
+        .expr_as(Func::max(Expr::col("due")), "due")
+        // SUM(bigint) is numeric on PostgreSQL; the cast keeps it an i64 on both backends.
+        .expr_as(
+            Func::cast_as(
+                Func::coalesce([Expr::from(Func::sum(Expr::col("expiring"))), Expr::val(0)]),
+                "BIGINT",
             ),
             "expiring",
         )
-        .filter(Column::TenantId.eq(tenant.as_uuid()))
-        .filter(Column::MemberId.is_in(members.iter().copied()))
-        .filter(
-            Condition::any()
-                .add(Column::Remaining.gt(0))
-                .add(Column::Pending.eq(true)),
+        .from_subquery(soon, "lots")
+        .group_by_col("member_id");
+    for row in tx.query_all(&query).await? {
+        summaries.insert(
+            row.try_get::<Uuid>("", "member_id")?,
+            OpenSummary {
+                due: row.try_get::<i32>("", "due")? > 0,
+                expiring: row.try_get::<i64>("", "expiring")?,
+            },
+        );
+    }
+    Ok(summaries)
+}
+
+/// Up to `per_member` usable lots (points left, not pending) of each of `members`,
+/// soonest-expiring first, in one read; a member with fewer is complete (`true`). Spends take
+/// from the front, so a few lots usually cover a till's spend however many a member holds.
+pub async fn soonest_usable(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    members: &[Uuid],
+    per_member: usize,
+) -> Result<std::collections::HashMap<Uuid, (Vec<LotRow>, bool)>, DbErr> {
+    let mut by_member: std::collections::HashMap<Uuid, (Vec<LotRow>, bool)> = Default::default();
+    if members.is_empty() {
+        return Ok(by_member);
+    }
+    let mut ranked = Query::select();
+    ranked
+        .columns(Column::iter())
+        .expr_window_as(
+            Func::cust("ROW_NUMBER"),
+            WindowStatement::partition_by(Column::MemberId)
+                .order_by(Column::ExpireTime, Order::Asc)
+                .order_by(Column::Id, Order::Asc)
+                .to_owned(),
+            "lot_rank",
         )
-        .group_by(Column::MemberId)
-        .into_tuple()
-        .all(tx)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(member, due, expiring)| {
-            (
-                member,
-                OpenSummary {
-                    due: due > 0,
-                    expiring,
-                },
-            )
-        })
-        .collect())
+        .from(Entity)
+        .and_where(Column::TenantId.eq(tenant.as_uuid()))
+        .and_where(Column::MemberId.is_in(members.iter().copied()))
+        .and_where(Column::Remaining.gt(0))
+        .and_where(Column::Pending.eq(false));
+    let mut query = Query::select();
+    query
+        .column(Asterisk)
+        .from_subquery(ranked, "ranked")
+        .and_where(Expr::col("lot_rank").lte(per_member as i64))
+        .order_by("member_id", Order::Asc)
+        .order_by("expire_time", Order::Asc)
+        .order_by("id", Order::Asc);
+    for row in tx.query_all(&query).await? {
+        let lot = LotRow::from_query_result(&row, "")?;
+        by_member
+            .entry(lot.member_id)
+            .or_insert_with(|| (Vec::new(), true))
+            .0
+            .push(lot);
+    }
+    for (lots, complete) in by_member.values_mut() {
+        *complete = lots.len() < per_member;
+    }
+    Ok(by_member)
 }
 
 /// A member's open lots as an earn batch sees them.

@@ -59,6 +59,43 @@ pub async fn get(
         .await
 }
 
+/// Ledger rows by id, in one read.
+pub async fn get_many(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<Vec<TransactionRow>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .all(tx)
+        .await
+}
+
+/// Ledger rows with one of `ids` or one of the receipts `pos_keys`, in one read.
+pub async fn find_by_ids_or_pos_keys(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    ids: &[Uuid],
+    pos_keys: &[String],
+) -> Result<Vec<TransactionRow>, DbErr> {
+    let mut any = sea_orm::Condition::any();
+    if !ids.is_empty() {
+        any = any.add(Column::Id.is_in(ids.iter().copied()));
+    }
+    if !pos_keys.is_empty() {
+        any = any.add(Column::PosKey.is_in(pos_keys.iter().cloned()));
+    }
+    Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(any)
+        .all(tx)
+        .await
+}
+
 pub async fn find_by_pos_key(
     tx: &DatabaseTransaction,
     tenant: TenantId,
