@@ -545,13 +545,14 @@ impl Writer {
         let mut members: Vec<Uuid> = live(&plans).into_iter().filter_map(member_of).collect();
         members.sort_unstable();
         members.dedup();
-        let mut accounts = accounts::lock_many(&tx, tenant, &members).await?;
+        let (until_date, until) = expiring_window(at, self.zone);
+        let mut accounts = accounts::lock_many_summarised(&tx, tenant, &members, at, until).await?;
         if accounts.len() < members.len() {
             // First writes of some members. Their accounts are made in a short transaction of
             // their own, then the batch starts over: creating them here, after locking the
             // others, would take row locks out of member order (two batches could deadlock).
             tx.rollback().await?;
-            let have: HashSet<Uuid> = accounts.iter().map(|a| a.member_id).collect();
+            let have: HashSet<Uuid> = accounts.iter().map(|(a, _)| a.member_id).collect();
             let missing: Vec<Uuid> = members
                 .iter()
                 .copied()
@@ -576,8 +577,10 @@ impl Writer {
                 .map(|t| (t.id, t))
                 .collect()
         };
-        let (until_date, until) = expiring_window(at, self.zone);
-        let open = lots::open_summaries(&tx, tenant, &members, at, until).await?;
+        let open: HashMap<Uuid, accounts::OpenSummary> = accounts
+            .iter()
+            .map(|(a, summary)| (a.member_id, *summary))
+            .collect();
         for i in live(&plans) {
             if member_of(i).is_some_and(|m| open.get(&m).is_some_and(|s| s.due)) {
                 plans[i] = None;
@@ -613,9 +616,9 @@ impl Writer {
         let mut soonest = lots::soonest_usable(&tx, tenant, &spenders, LOTS_PER_SPENDER).await?;
         let mut state: HashMap<Uuid, Account> = accounts
             .drain(..)
-            .map(|a| {
+            .map(|(a, summary)| {
                 let m = a.member_id;
-                let sum = open.get(&m).map_or(0, |s| s.expiring);
+                let sum = summary.expiring;
                 // A member without such lots has an empty, complete set: its writes are judged
                 // (and, wanting points, refused) like any other.
                 let lots = if refunders.binary_search(&m).is_ok() {
@@ -855,19 +858,12 @@ impl Writer {
             return Ok(Written::Taken(taken));
         }
         let t = now();
-        for id in &refunded {
-            if let Some(o) = originals.get(id) {
-                transactions::set_cancelled(
-                    &tx,
-                    tenant,
-                    o.id,
-                    o.refunded_amount_krw,
-                    o.reversed_points,
-                    t,
-                )
-                .await?;
-            }
-        }
+        let refunds: Vec<(Uuid, i64, i64)> = refunded
+            .iter()
+            .filter_map(|id| originals.get(id))
+            .map(|o| (o.id, o.refunded_amount_krw, o.reversed_points))
+            .collect();
+        transactions::set_cancelled_many(&tx, tenant, &refunds, t).await?;
         let mut changed_lots = Vec::new();
         for account in state.values() {
             if let Some(l) = &account.lots {
@@ -879,7 +875,7 @@ impl Writer {
                         ..row.clone()
                     };
                     if l.created.contains(&row.id) {
-                        writes.lots.push(current);
+                        changed_lots.push(current);
                     } else if current.remaining != row.remaining
                         || current.expired != row.expired
                         || current.pending != row.pending
@@ -892,7 +888,8 @@ impl Writer {
                 }
             }
         }
-        lots::insert_many(&tx, &writes.lots).await?;
+        // New lots and changed ones in one upsert.
+        changed_lots.append(&mut writes.lots);
         lots::save(&tx, &changed_lots).await?;
         movements::insert_many(&tx, writes.movements).await?;
         let changed: Vec<AccountRow> = state

@@ -3,9 +3,9 @@
 //! read, in the same transaction as the ledger rows.
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    FromQueryResult, IntoActiveModel, Iterable, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait, Func, LockType, OnConflict, Order, Query},
 };
 use spharos_kit::TenantId;
 use uuid::Uuid;
@@ -89,19 +89,93 @@ pub async fn members(tx: &DatabaseTransaction, tenant: TenantId) -> Result<Vec<U
 
 /// The accounts of `members` that exist, locked until the transaction ends and locked in
 /// member order (so two batches, or a batch and a single operation, never wait on each other
-/// in a circle).
-pub async fn lock_many(
+/// in a circle), each with what a ledger batch needs of the member's lots, in the
+/// same read: whether a lot is due to settle at `at` (points left past their last day, or a
+/// pending lot whose time came) and the points expiring by `until` (after `at`). The lots are
+/// reached through index ranges (the member's lots expiring by `until`; the member's pending
+/// lots), whatever the number of lots a member holds.
+pub async fn lock_many_summarised(
     tx: &DatabaseTransaction,
     tenant: TenantId,
     members: &[Uuid],
-) -> Result<Vec<AccountRow>, DbErr> {
-    Entity::find()
-        .filter(Column::TenantId.eq(tenant.as_uuid()))
-        .filter(Column::MemberId.is_in(members.iter().copied()))
-        .order_by_asc(Column::MemberId)
-        .lock_exclusive()
-        .all(tx)
-        .await
+    at: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<(AccountRow, OpenSummary)>, DbErr> {
+    use super::entity::point_lots::{Column as Lot, Entity as Lots};
+    if members.is_empty() {
+        return Ok(Vec::new());
+    }
+    let of_account = || {
+        Condition::all()
+            .add(Expr::col((Lots, Lot::TenantId)).equals((Entity, Column::TenantId)))
+            .add(Expr::col((Lots, Lot::MemberId)).equals((Entity, Column::MemberId)))
+    };
+    let expired = Query::select()
+        .expr(Expr::val(1))
+        .from(Lots)
+        .cond_where(of_account())
+        .and_where(Expr::col((Lots, Lot::ExpireTime)).lt(at))
+        .and_where(Expr::col((Lots, Lot::Remaining)).gt(0))
+        .to_owned();
+    let maturing = Query::select()
+        .expr(Expr::val(1))
+        .from(Lots)
+        .cond_where(of_account())
+        .and_where(Expr::col((Lots, Lot::Pending)).eq(true))
+        .and_where(Expr::col((Lots, Lot::AvailableTime)).lte(at))
+        .to_owned();
+    let expiring = Query::select()
+        .expr(Func::sum(Expr::col((Lots, Lot::Remaining))))
+        .from(Lots)
+        .cond_where(of_account())
+        .and_where(Expr::col((Lots, Lot::ExpireTime)).lte(until))
+        .and_where(Expr::col((Lots, Lot::Remaining)).gt(0))
+        .to_owned();
+    let mut query = Query::select();
+    query
+        .columns(Column::iter().map(|c| (Entity, c)))
+        .expr_as(
+            Expr::case(Expr::exists(expired).or(Expr::exists(maturing)), 1).finally(0),
+            "due",
+        )
+        // SUM(bigint) is numeric on PostgreSQL; the cast keeps it an i64 on both backends.
+        .expr_as(
+            Func::cast_as(
+                Func::coalesce([
+                    Expr::SubQuery(None, Box::new(expiring.into())),
+                    Expr::val(0),
+                ]),
+                "BIGINT",
+            ),
+            "expiring",
+        )
+        .from(Entity)
+        .and_where(Expr::col((Entity, Column::TenantId)).eq(tenant.as_uuid()))
+        .and_where(Expr::col((Entity, Column::MemberId)).is_in(members.iter().copied()))
+        .order_by((Entity, Column::MemberId), Order::Asc)
+        .lock_with_tables(LockType::Update, [Entity]);
+    tx.query_all(&query)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                AccountRow::from_query_result(row, "")?,
+                OpenSummary {
+                    due: row.try_get::<i32>("", "due")? > 0,
+                    expiring: row.try_get::<i64>("", "expiring")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A member's lots as a ledger batch sees them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenSummary {
+    /// Some lot is due to settle (expiry or maturation).
+    pub due: bool,
+    /// Points expiring by the window's end.
+    pub expiring: i64,
 }
 
 /// Creates empty accounts for `members`; returns how many were new.
@@ -139,7 +213,7 @@ pub async fn create_many(
         .await
 }
 
-/// Writes the new sums of accounts locked by [`lock_many`] in one statement (an upsert on
+/// Writes the new sums of accounts locked by [`lock_many_summarised`] in one statement (an upsert on
 /// rows known to exist), each with its version bumped once.
 pub async fn save_many(tx: &DatabaseTransaction, rows: &[AccountRow]) -> Result<(), DbErr> {
     if rows.is_empty() {

@@ -4,9 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
     FromQueryResult, IntoActiveModel, Iterable, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{
-        Asterisk, Expr, ExprTrait, Func, OnConflict, Order, Query, UnionType, WindowStatement,
-    },
+    sea_query::{Asterisk, Expr, ExprTrait, Func, OnConflict, Order, Query, WindowStatement},
 };
 use spharos_kit::TenantId;
 use uuid::Uuid;
@@ -16,17 +14,6 @@ use super::entity::point_lots::{Column, Entity};
 
 pub async fn insert(tx: &DatabaseTransaction, row: &LotRow) -> Result<(), DbErr> {
     Entity::insert(row.clone().into_active_model())
-        .exec_without_returning(tx)
-        .await?;
-    Ok(())
-}
-
-/// [`insert`] for many rows in one statement.
-pub async fn insert_many(tx: &DatabaseTransaction, rows: &[LotRow]) -> Result<(), DbErr> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    Entity::insert_many(rows.iter().cloned().map(IntoActiveModel::into_active_model))
         .exec_without_returning(tx)
         .await?;
     Ok(())
@@ -138,8 +125,8 @@ pub async fn members_due(
         .await
 }
 
-/// Writes the ledger columns of lots an operation changed, in one statement (an upsert on rows
-/// known to exist: only `remaining`, `expired`, `pending` and `updated_time` change).
+/// Writes lots in one statement: new ones whole, and of existing ones the ledger columns an
+/// operation changed (`remaining`, `expired`, `pending`, `updated_time`; an upsert).
 pub async fn save(tx: &DatabaseTransaction, rows: &[LotRow]) -> Result<(), DbErr> {
     if rows.is_empty() {
         return Ok(());
@@ -181,67 +168,6 @@ pub async fn expiring_sum(
         .one(tx)
         .await?;
     Ok(sum.unwrap_or(0))
-}
-
-/// What a ledger batch needs of its members' lots, in one read: per member, whether a lot is
-/// due to settle at `at` (see `due`) and the points expiring by `until` (after `at`). Both
-/// come from index ranges, whatever the number of lots a member holds: the lots expiring by
-/// `until` (the `(tenant, member, expire_time)` index) and the pending lots whose time came.
-pub async fn open_summaries(
-    tx: &DatabaseTransaction,
-    tenant: TenantId,
-    members: &[Uuid],
-    at: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> Result<std::collections::HashMap<Uuid, OpenSummary>, DbErr> {
-    let mut summaries = std::collections::HashMap::new();
-    if members.is_empty() {
-        return Ok(summaries);
-    }
-    let mut soon = Query::select();
-    soon.column(Column::MemberId)
-        .expr_as(Expr::case(Column::ExpireTime.lt(at), 1).finally(0), "due")
-        .expr_as(Expr::col(Column::Remaining), "expiring")
-        .from(Entity)
-        .and_where(Column::TenantId.eq(tenant.as_uuid()))
-        .and_where(Column::MemberId.is_in(members.iter().copied()))
-        .and_where(Column::Remaining.gt(0))
-        .and_where(Column::ExpireTime.lte(until));
-    let mut maturing = Query::select();
-    maturing
-        .column(Column::MemberId)
-        .expr_as(Expr::val(1), "due")
-        .expr_as(Expr::val(0i64), "expiring")
-        .from(Entity)
-        .and_where(Column::TenantId.eq(tenant.as_uuid()))
-        .and_where(Column::Pending.eq(true))
-        .and_where(Column::AvailableTime.lte(at))
-        .and_where(Column::MemberId.is_in(members.iter().copied()));
-    soon.union(UnionType::All, maturing);
-    let mut query = Query::select();
-    query
-        .column("member_id")
-        .expr_as(Func::max(Expr::col("due")), "due")
-        // SUM(bigint) is numeric on PostgreSQL; the cast keeps it an i64 on both backends.
-        .expr_as(
-            Func::cast_as(
-                Func::coalesce([Expr::from(Func::sum(Expr::col("expiring"))), Expr::val(0)]),
-                "BIGINT",
-            ),
-            "expiring",
-        )
-        .from_subquery(soon, "lots")
-        .group_by_col("member_id");
-    for row in tx.query_all(&query).await? {
-        summaries.insert(
-            row.try_get::<Uuid>("", "member_id")?,
-            OpenSummary {
-                due: row.try_get::<i32>("", "due")? > 0,
-                expiring: row.try_get::<i64>("", "expiring")?,
-            },
-        );
-    }
-    Ok(summaries)
 }
 
 /// Up to `per_member` usable lots (points left, not pending) of each of `members`,
@@ -293,15 +219,6 @@ pub async fn soonest_usable(
         *complete = lots.len() < per_member;
     }
     Ok(by_member)
-}
-
-/// A member's open lots as an earn batch sees them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OpenSummary {
-    /// Some lot is due to settle (expiry or maturation).
-    pub due: bool,
-    /// Points expiring by the window's end.
-    pub expiring: i64,
 }
 
 /// Lots due for an expiry notice at `at`: points left, not expired, next notice time come.

@@ -144,6 +144,35 @@ pub async fn set_cancelled(
     Ok(())
 }
 
+/// [`set_cancelled`] for several entries in one statement: `(id, refunded_amount_krw,
+/// reversed_points)` each.
+pub async fn set_cancelled_many(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    rows: &[(Uuid, i64, i64)],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let by_id = |value: fn(&(Uuid, i64, i64)) -> i64| {
+        let mut case = sea_orm::sea_query::CaseStatement::new();
+        for r in rows {
+            case = case.case(Column::Id.eq(r.0), value(r));
+        }
+        sea_orm::sea_query::Expr::Case(Box::new(case))
+    };
+    Entity::update_many()
+        .col_expr(Column::RefundedAmountKrw, by_id(|r| r.1))
+        .col_expr(Column::ReversedPoints, by_id(|r| r.2))
+        .col_expr(Column::UpdatedTime, now.into())
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::Id.is_in(rows.iter().map(|r| r.0)))
+        .exec(tx)
+        .await?;
+    Ok(())
+}
+
 /// One page of a member's ledger, newest first, resuming before `page.after`.
 pub async fn list(
     tx: &DatabaseTransaction,

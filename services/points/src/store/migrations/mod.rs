@@ -3,6 +3,7 @@
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261205_000001_points_tables;
+mod m20261206_000001_partial_indexes;
 
 /// Runs by `Db::open::<Migrator>(.., "points")`.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(spharos_kit::bus::OutboxDeleteOnPublishMigration),
             Box::new(spharos_kit::idempotency::IdempotencyMigration),
             Box::new(m20261205_000001_points_tables::Migration),
+            Box::new(m20261206_000001_partial_indexes::Migration),
         ]
     }
 }
