@@ -14,7 +14,9 @@ use spharos_kit::{
 use uuid::Uuid;
 
 use super::{
-    CouponApp, coupon_not_found, emit, from_json, json, member_withdrawn, now, parse_code, proven,
+    CouponApp,
+    claims::{ClaimForm, Reply},
+    coupon_not_found, emit, from_json, json, member_withdrawn, now, parse_code, proven,
     template_not_found, violations_error,
 };
 use crate::{
@@ -29,7 +31,7 @@ use crate::{
 };
 
 const ISSUE_SCOPE: &str = "coupon.issue";
-const CLAIM_SCOPE: &str = "coupon.claim";
+pub(super) const CLAIM_SCOPE: &str = "coupon.claim";
 /// With 2^65 codes per tenant a second collision in a row is absurd; the bound only keeps a
 /// bug from looping forever.
 const MAX_CODE_ATTEMPTS: usize = 5;
@@ -43,10 +45,10 @@ pub struct CouponView {
 
 /// The canonical request of an idempotent issue or claim, for its fingerprint.
 #[derive(Serialize)]
-struct IssueRequest {
-    template_id: Uuid,
-    member_id: Uuid,
-    method: IssueMethod,
+pub(super) struct IssueRequest {
+    pub template_id: Uuid,
+    pub member_id: Uuid,
+    pub method: IssueMethod,
 }
 
 /// Where an issued coupon comes from.
@@ -62,7 +64,8 @@ impl CouponApp {
     /// First come, first served: issues one coupon of a CLAIM template to `member_id` unless
     /// the template is sold out (`ResourceExhausted` COUPON_SOLD_OUT) or the member reached
     /// the per-member limit (`AlreadyExists` COUPON_LIMIT_REACHED). Exact under any number of
-    /// concurrent claims; see `issue_in`.
+    /// concurrent claims; see `issue_in`. Concurrent claims of a tenant are written together
+    /// (see `claims`); what a batch leaves is done here one by one.
     pub async fn claim(
         &self,
         tenant: TenantId,
@@ -70,6 +73,14 @@ impl CouponApp {
         member_id: Uuid,
         idempotency_key: &str,
     ) -> Result<CouponView, ServiceError> {
+        let form = ClaimForm {
+            template_id,
+            member_id,
+            idempotency_key: idempotency_key.to_string(),
+        };
+        if let Reply::Claimed(view) = self.claims.submit(tenant, form).await? {
+            return Ok(*view);
+        }
         self.issue_idempotent(
             tenant,
             CLAIM_SCOPE,

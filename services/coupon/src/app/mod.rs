@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use crate::domain::{code::Code, reasons};
 
 mod bulk;
+mod claims;
 mod export;
 mod issue;
 mod jobs;
@@ -26,6 +27,7 @@ mod till;
 mod vouchers;
 
 pub use bulk::BulkPage;
+pub use claims::{ClaimBatchStats, MAX_BATCH as MAX_CLAIM_BATCH};
 pub use issue::CouponView;
 pub use jobs::{BirthdayRun, ScheduleRun};
 pub use till::{Cancelled, Redeemed, TillRequest, Validation};
@@ -38,6 +40,8 @@ pub struct CouponApp {
     zone: Tz,
     /// Wakes the bulk-issue worker when a job starts.
     bulk_wake: Arc<Notify>,
+    /// The group commit of first-come claims.
+    claims: claims::ClaimBatcher,
 }
 
 impl std::fmt::Debug for CouponApp {
@@ -49,13 +53,20 @@ impl std::fmt::Debug for CouponApp {
 }
 
 impl CouponApp {
-    /// `zone` is the tenants' business time zone (`tenant.default_time_zone`).
+    /// `zone` is the tenants' business time zone (`tenant.default_time_zone`). Starts the
+    /// claim batch workers: call inside a Tokio runtime.
     pub fn new(db: Db, zone: Tz) -> Self {
         Self {
+            claims: claims::ClaimBatcher::spawn(db.clone(), zone),
             db,
             zone,
             bulk_wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// What the claim batches did since this app started.
+    pub fn claim_batches(&self) -> ClaimBatchStats {
+        self.claims.stats()
     }
 
     pub fn db(&self) -> &Db {

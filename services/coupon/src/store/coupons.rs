@@ -1,10 +1,12 @@
 //! Queries on `issued_coupons`: insert with its code and claim slot, lookups, the conditional
 //! redeem / restore updates, the wallet pages and the expiry batches.
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{LockBehavior, LockType, OnConflict},
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    sea_query::{Expr, LockBehavior, LockType, OnConflict},
 };
 use spharos_kit::{TenantId, paging::PageRequest};
 use uuid::Uuid;
@@ -37,16 +39,8 @@ fn to_domain(m: Model) -> Result<Coupon, DbErr> {
     })
 }
 
-/// Inserts `coupon` in `claim_slot`. `Ok(false)` when its code is already taken in the tenant
-/// (the caller draws another); a unique violation error means the claim slot is taken (the
-/// member reached the template's limit concurrently) and the transaction must roll back.
-pub async fn insert(
-    tx: &DatabaseTransaction,
-    tenant: TenantId,
-    coupon: &Coupon,
-    claim_slot: Option<i32>,
-) -> Result<bool, DbErr> {
-    let model = Model {
+fn model(tenant: TenantId, coupon: &Coupon, claim_slot: Option<i32>) -> Model {
+    Model {
         tenant_id: tenant.as_uuid(),
         id: coupon.id,
         template_id: coupon.template_id,
@@ -63,7 +57,19 @@ pub async fn insert(
         bulk_issue_id: coupon.bulk_issue_id,
         created_time: coupon.issue_time,
         updated_time: coupon.issue_time,
-    };
+    }
+}
+
+/// Inserts `coupon` in `claim_slot`. `Ok(false)` when its code is already taken in the tenant
+/// (the caller draws another); a unique violation error means the claim slot is taken (the
+/// member reached the template's limit concurrently) and the transaction must roll back.
+pub async fn insert(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    coupon: &Coupon,
+    claim_slot: Option<i32>,
+) -> Result<bool, DbErr> {
+    let model = model(tenant, coupon, claim_slot);
     // Only the code's constraint is absorbed; the claim slot's must raise (and on
     // PostgreSQL a raised error aborts the transaction, which is what a lost race should do).
     let rows = Entity::insert(model.into_active_model())
@@ -75,6 +81,59 @@ pub async fn insert(
         .exec_without_returning(tx)
         .await?;
     Ok(rows == 1)
+}
+
+/// Inserts a batch's coupons, each in its claim slot, skipping any that would break a unique
+/// index (its code taken, or its claim slot taken by a claim that committed since the batch
+/// read the member's holding). Returns the ids inserted; the caller rolls back and leaves the
+/// others to the one-by-one path.
+pub async fn insert_new_many(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    coupons: &[(Coupon, Option<i32>)],
+) -> Result<HashSet<Uuid>, DbErr> {
+    if coupons.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let models = coupons
+        .iter()
+        .map(|(c, slot)| model(tenant, c, *slot).into_active_model());
+    let mut insert = Entity::insert_many(models)
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .into_query();
+    insert.returning_col(Column::Id);
+    tx.query_all(&insert)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<Uuid>("", "id"))
+        .collect()
+}
+
+/// How many coupons of each (template, member) pair the members hold, any status (one
+/// query; pairs holding none are absent).
+pub async fn held_counts(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    templates: &[Uuid],
+    members: &[Uuid],
+) -> Result<HashMap<(Uuid, Uuid), i64>, DbErr> {
+    if templates.is_empty() || members.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(Uuid, Uuid, i64)> = Entity::find()
+        .select_only()
+        .column(Column::TemplateId)
+        .column(Column::MemberId)
+        .column_as(Expr::cust("COUNT(*)"), "held")
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::TemplateId.is_in(templates.iter().copied()))
+        .filter(Column::MemberId.is_in(members.iter().copied()))
+        .group_by(Column::TemplateId)
+        .group_by(Column::MemberId)
+        .into_tuple()
+        .all(tx)
+        .await?;
+    Ok(rows.into_iter().map(|(t, m, n)| ((t, m), n)).collect())
 }
 
 pub async fn get(

@@ -144,3 +144,30 @@ pub async fn with_birthday(
         .all(tx)
         .await
 }
+
+/// The projection's state of each of `members` it knows (one query; the batched claims').
+pub async fn states(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    members: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, MemberState>, DbErr> {
+    if members.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(Uuid, String)> = Entity::find()
+        .select_only()
+        .column(Column::MemberId)
+        .column(Column::Status)
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::MemberId.is_in(members.iter().copied()))
+        .into_tuple()
+        .all(tx)
+        .await?;
+    rows.into_iter()
+        .map(|(m, s)| {
+            MemberState::parse(&s)
+                .map(|state| (m, state))
+                .ok_or_else(|| corrupt("coupon_members", "status", &s))
+        })
+        .collect()
+}

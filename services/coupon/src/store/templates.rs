@@ -478,6 +478,65 @@ pub async fn take_one(
     Ok(false)
 }
 
+/// The counter shards of `templates`, locked until the transaction ends (`FOR UPDATE` on
+/// PostgreSQL, in (template, shard) order; SQLite transactions are serial anyway): what a
+/// batch of claims takes its units from after inserting its coupons, the same order of locks
+/// as [`take_one`]'s.
+pub async fn lock_counters(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    templates: &[Uuid],
+) -> Result<Vec<shards::Model>, DbErr> {
+    if templates.is_empty() {
+        return Ok(Vec::new());
+    }
+    shards::Entity::find()
+        .filter(shards::Column::TenantId.eq(tenant.as_uuid()))
+        .filter(shards::Column::TemplateId.is_in(templates.iter().copied()))
+        .order_by_asc(shards::Column::TemplateId)
+        .order_by_asc(shards::Column::Shard)
+        .lock_exclusive()
+        .all(tx)
+        .await
+}
+
+/// Adds `takes` (shard, units) to the template's shard counters in one statement, if the
+/// template is still ACTIVE. The caller holds the shards' locks ([`lock_counters`]) and took
+/// no more than each quota leaves; `false` when the template stopped meanwhile (nothing
+/// changed; the caller rolls back).
+pub async fn take_from_shards(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    template: Uuid,
+    takes: &[(i32, i64)],
+) -> Result<bool, DbErr> {
+    if takes.is_empty() {
+        return Ok(true);
+    }
+    let mut values: Vec<sea_orm::Value> = vec![tenant.as_uuid().into(), template.into()];
+    let mut cases = String::new();
+    let mut list = Vec::with_capacity(takes.len());
+    for (shard, units) in takes {
+        let n = values.len();
+        cases.push_str(&format!(" WHEN ${} THEN ${}", n + 1, n + 2));
+        list.push(format!("${}", n + 1));
+        values.push((*shard).into());
+        values.push((*units).into());
+    }
+    let sql = format!(
+        "UPDATE template_shards SET issued = issued + CASE shard{cases} ELSE 0 END
+         WHERE tenant_id = $1 AND template_id = $2 AND shard IN ({})
+           AND EXISTS (SELECT 1 FROM coupon_templates t
+                       WHERE t.tenant_id = $1 AND t.id = $2 AND t.status = 'ACTIVE')",
+        list.join(", ")
+    );
+    let done = tx
+        .execute_raw(raw(tx.get_database_backend(), &sql, values))
+        .await?
+        .rows_affected();
+    Ok(done == takes.len() as u64)
+}
+
 async fn is_active(tx: &DatabaseTransaction, tenant: TenantId, id: Uuid) -> Result<bool, DbErr> {
     let status: Option<String> = Entity::find()
         .select_only()

@@ -116,7 +116,14 @@ async fn rush(backend: TestBackend) {
     assert_eq!(issued, QUANTITY as usize, "exactly the quantity was issued");
     assert!(won.values().all(|n| *n == 1), "nobody holds two");
     assert_eq!(issued + sold_out + limit, CLAIMS);
-    eprintln!("rush outcome: issued {issued}, sold out {sold_out}, limit reached {limit}");
+    let batches = app.app.claim_batches();
+    eprintln!(
+        "rush outcome: issued {issued}, sold out {sold_out}, limit reached {limit}; batches {batches:?}"
+    );
+    assert!(
+        batches.claims > 0 && batches.largest > 1,
+        "concurrent claims were written together: {batches:?}"
+    );
 
     // The database agrees.
     let db = app.app.db();

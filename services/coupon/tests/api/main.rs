@@ -21,6 +21,7 @@ macro_rules! on_both_backends {
 }
 
 mod auth;
+mod batch;
 mod bulk;
 mod claims;
 mod helpers;
