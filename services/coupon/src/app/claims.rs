@@ -5,22 +5,27 @@
 //! (up to [`MAX_BATCH`]) and does them in one transaction with one statement per table.
 //!
 //! The batch holds the same rules as the one-by-one path (`issue_in`), exactly:
-//! - the quantity: after inserting its coupons the batch locks the templates' counter shards
-//!   and adds what it took to them, never more than a shard's quota leaves; when the shards
-//!   hold less than the batch wants (the last units of a rush, taken by a concurrent claim),
-//!   it rolls back and goes again with what is left;
-//! - the per-member limit: each coupon goes in the member's next claim slot (holding read in
-//!   the batch, plus the batch's own earlier claims of the member), under the same unique
-//!   index; a slot taken since the read is not inserted and that claim goes one by one;
-//! - the idempotency key: recorded with the response in the same transaction; a key used
-//!   before is not recorded, and the batch goes again without that claim.
+//! - it judges each claim as `issue_in` would, in queue order, against the rows as read plus
+//!   the batch's own earlier claims (a member's second claim in a batch sees the first), and
+//!   answers refusals itself (sold out, limit reached, template not ACTIVE or not claimable,
+//!   unknown template, withdrawn member);
+//! - the quantity: after inserting its coupons the batch adds what it took to the template's
+//!   counter shards, one statement whose every shard's update is conditional on the room read
+//!   being still there; when a concurrent claim took it (the last units of a rush) or the
+//!   template stopped, it rolls back and goes again with a fresh read;
+//! - the per-member limit: each coupon goes in the member's next claim slot under the same
+//!   unique index; a slot taken since the read is not inserted and that claim goes again;
+//! - the idempotency key: a claim's is recorded with its response in the same transaction; a
+//!   refusal's is recorded to prove it unused, then forgotten (errors are not kept). A key
+//!   used before (or by a concurrent request, whose commit the insert waits for) is not
+//!   recorded: such a claim goes again, such a refusal goes one by one (which replays).
 //!
-//! Anything else goes to the one-by-one path after the batch committed, which gives the
-//! answer (a replay, or the error): a refusal (sold out, limit reached, template not ACTIVE
-//! or not claimable, unknown template, withdrawn member), a key that appears twice in the
-//! batch. A batch whose transaction fails for another reason rolls back whole and its claims
-//! go one by one. A batch never changes an answer: its claims were all in flight at once, so
-//! doing the ones it leaves after the others is one of the orders they could have happened in.
+//! What a batch leaves goes to the one-by-one path after the batch ended: a key that appears
+//! twice in the batch (its second use must see the first's answer), a replay. A batch whose
+//! transaction fails for another reason rolls back whole and its claims go one by one. A
+//! batch never changes an answer: its claims were all in flight at once, so doing them in
+//! queue order, the ones it leaves after the others, is one of the orders they could have
+//! happened in.
 //!
 //! Batches are natural, not timed: a worker never waits to fill one. Each tenant's claims go
 //! to one of [`WORKERS`] workers (by tenant id), so a rush makes the largest batches one
@@ -44,16 +49,22 @@ use spharos_kit::{
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{CouponView, issue::IssueRequest, json, now};
+use chrono::{DateTime, Utc};
+
+use super::{
+    CouponView,
+    issue::{CLAIM_SCOPE, IssueRequest},
+    json, member_withdrawn, now, template_not_found,
+};
 use crate::{
     domain::{
         code::Code,
         coupon::{Coupon, CouponStatus},
         member::MemberState,
-        template::{IssueMethod, Template},
+        template::{self, IssueMethod, Template},
     },
     events,
-    store::{coupons, members, templates},
+    store::{coupons, entity::template_shards as shards, members, templates},
 };
 
 /// Most claims in one transaction.
@@ -78,7 +89,16 @@ pub(super) struct ClaimForm {
 pub(super) enum Reply {
     /// Claimed in a batch.
     Claimed(Box<CouponView>),
+    /// Refused in a batch (sold out, limit reached, ...), its key proven unused.
+    Refused(ServiceError),
     /// Left to the one-by-one path.
+    Single,
+}
+
+/// A batch's answer for one claim.
+enum Outcome {
+    Claimed(Box<CouponView>),
+    Refused(ServiceError),
     Single,
 }
 
@@ -106,6 +126,8 @@ pub struct ClaimBatchStats {
     pub claims: u64,
     /// The most claims one transaction did.
     pub largest: u64,
+    /// Claims the batches refused themselves (sold out, limit reached, ...).
+    pub refused: u64,
     /// Batch transactions rolled back (their claims were then tried again or done one by one).
     pub rolled_back: u64,
 }
@@ -115,6 +137,7 @@ struct Counters {
     committed: AtomicU64,
     claims: AtomicU64,
     largest: AtomicU64,
+    refused: AtomicU64,
     rolled_back: AtomicU64,
 }
 
@@ -126,8 +149,8 @@ struct Writer {
 
 /// What one attempt at a batch did.
 enum Written {
-    /// Committed: the coupon of each claim done, `None` for those left to the single path.
-    Committed(Vec<Option<CouponView>>),
+    /// Committed (or, with nothing to write, rolled back): each claim's answer.
+    Committed(Vec<Outcome>),
     /// Rolled back: these claims' keys were used before, or their claim slots taken since the
     /// read; the batch goes again without them.
     Taken(Vec<usize>),
@@ -159,6 +182,7 @@ impl ClaimBatcher {
             committed: self.stats.committed.load(Ordering::Relaxed),
             claims: self.stats.claims.load(Ordering::Relaxed),
             largest: self.stats.largest.load(Ordering::Relaxed),
+            refused: self.stats.refused.load(Ordering::Relaxed),
             rolled_back: self.stats.rolled_back.load(Ordering::Relaxed),
         }
     }
@@ -256,12 +280,20 @@ impl Writer {
         for attempt in 1..=ATTEMPTS {
             match self.write(tenant, &forms, &eligible).await {
                 Ok(Written::Committed(done)) => {
-                    let claims = done.iter().filter(|r| r.is_some()).count() as u64;
+                    let claims = done
+                        .iter()
+                        .filter(|r| matches!(r, Outcome::Claimed(_)))
+                        .count() as u64;
                     if claims > 0 {
                         self.stats.committed.fetch_add(1, Ordering::Relaxed);
                         self.stats.claims.fetch_add(claims, Ordering::Relaxed);
                         self.stats.largest.fetch_max(claims, Ordering::Relaxed);
                     }
+                    let refused = done
+                        .iter()
+                        .filter(|r| matches!(r, Outcome::Refused(_)))
+                        .count() as u64;
+                    self.stats.refused.fetch_add(refused, Ordering::Relaxed);
                     results = Some(done);
                     break;
                 }
@@ -274,7 +306,7 @@ impl Writer {
                 }
                 Ok(Written::Short) => {
                     self.stats.rolled_back.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(tenant_id = %tenant, claims = size, attempt, "claim batch rolled back: the last units went to concurrent claims");
+                    tracing::debug!(tenant_id = %tenant, claims = size, attempt, "claim batch rolled back: the last units went to concurrent claims, or the template stopped");
                 }
                 Err(e) => {
                     self.stats.rolled_back.fetch_add(1, Ordering::Relaxed);
@@ -283,22 +315,23 @@ impl Writer {
                 }
             }
         }
-        let mut results = results.unwrap_or_else(|| (0..size).map(|_| None).collect());
-        for (job, result) in jobs.into_iter().zip(results.iter_mut()) {
-            let reply = match result.take() {
-                Some(view) => {
+        let results = results.unwrap_or_else(|| (0..size).map(|_| Outcome::Single).collect());
+        for (job, result) in jobs.into_iter().zip(results) {
+            let reply = match result {
+                Outcome::Claimed(view) => {
                     let c = &view.coupon;
                     tracing::info!(tenant_id = %tenant, member_id = %c.member_id, template_id = %c.template_id, coupon_id = %c.id, batch = size, "coupon claimed");
-                    Reply::Claimed(Box::new(view))
+                    Reply::Claimed(view)
                 }
-                None => Reply::Single,
+                Outcome::Refused(e) => Reply::Refused(e),
+                Outcome::Single => Reply::Single,
             };
             // A caller that went away (deadline, cancel) no longer needs its answer.
             let _ = job.reply.send(reply);
         }
     }
 
-    /// Does the eligible claims it can; `None` for those left to the one-by-one path.
+    /// Judges the eligible claims against the rows as read, and writes those that pass.
     async fn write(
         &self,
         tenant: TenantId,
@@ -315,62 +348,64 @@ impl Writer {
         member_ids.dedup();
 
         let tx = self.db.begin(tenant).await?;
-        let found: HashMap<Uuid, Template> = templates::by_ids(&tx, tenant, &template_ids)
-            .await?
-            .into_iter()
-            .map(|t| (t.id, t))
-            .collect();
+        let found: HashMap<Uuid, (Template, Vec<shards::Model>)> =
+            templates::for_claims(&tx, tenant, &template_ids)
+                .await?
+                .into_iter()
+                .map(|(t, s)| (t.id, (t, s)))
+                .collect();
         let states = members::states(&tx, tenant, &member_ids).await?;
         let mut held = coupons::held_counts(&tx, tenant, &template_ids, &member_ids).await?;
 
-        // The claims in queue order, against the holdings and the quantity left as read.
+        // The claims in queue order, judged as `issue_in` judges one, against the holdings
+        // and the quantity as read plus the batch's own earlier claims.
         let mut issued: HashMap<Uuid, i64> = HashMap::new();
-        let mut results: Vec<Option<CouponView>> = forms.iter().map(|_| None).collect();
+        let mut results: Vec<Outcome> = forms.iter().map(|_| Outcome::Single).collect();
         let mut planned: Vec<(usize, Coupon, Option<i32>)> = Vec::new();
         for &i in &live {
             let f = forms[i];
-            let Some(t) = found.get(&f.template_id) else {
-                continue;
+            let judged = match found.get(&f.template_id) {
+                None => Err(template_not_found()),
+                Some((t, _)) => {
+                    let taken = issued.entry(t.id).or_insert(t.issued_count);
+                    let holding = held.entry((t.id, f.member_id)).or_insert(0);
+                    judge(t, states.get(&f.member_id), *taken, *holding, at, self.zone).map(
+                        |slot| {
+                            *taken += 1;
+                            *holding += 1;
+                            (t, slot)
+                        },
+                    )
+                }
             };
-            if states.get(&f.member_id) == Some(&MemberState::Withdrawn)
-                || t.check_issuable(IssueMethod::Claim, at, self.zone).is_err()
-            {
-                continue;
+            match judged {
+                Ok((t, slot)) => {
+                    let (valid_from_time, expire_time) = t.validity.window(at, self.zone);
+                    let coupon = Coupon {
+                        id: Uuid::now_v7(),
+                        template_id: t.id,
+                        member_id: f.member_id,
+                        code: Code::generate(&mut OsRng).into_string(),
+                        status: CouponStatus::Issued,
+                        issue_method: IssueMethod::Claim,
+                        issue_time: at,
+                        valid_from_time,
+                        expire_time,
+                        redeem_time: None,
+                        bulk_issue_id: None,
+                    };
+                    planned.push((i, coupon, slot));
+                }
+                Err(e) => results[i] = Outcome::Refused(e),
             }
-            let taken = issued.entry(t.id).or_insert(t.issued_count);
-            if t.total_quantity.is_some_and(|q| *taken >= q) {
-                continue;
-            }
-            let holding = held.entry((t.id, f.member_id)).or_insert(0);
-            let Ok(slot) = t.next_claim_slot(*holding) else {
-                continue;
-            };
-            *holding += 1;
-            *taken += 1;
-            let (valid_from_time, expire_time) = t.validity.window(at, self.zone);
-            let coupon = Coupon {
-                id: Uuid::now_v7(),
-                template_id: t.id,
-                member_id: f.member_id,
-                code: Code::generate(&mut OsRng).into_string(),
-                status: CouponStatus::Issued,
-                issue_method: IssueMethod::Claim,
-                issue_time: at,
-                valid_from_time,
-                expire_time,
-                redeem_time: None,
-                bulk_issue_id: None,
-            };
-            planned.push((i, coupon, slot));
-        }
-        if planned.is_empty() {
-            tx.rollback().await?;
-            return Ok(Written::Committed(results));
         }
 
-        // The keys first: a key used before (or by a concurrent request, whose commit this
-        // waits for) is not recorded, and the batch goes again without that claim.
-        let mut keyed = Vec::new();
+        // The keys first, every one of them: a key used before (or by a concurrent request,
+        // whose commit this waits for) is not recorded. Such a claim goes again without it; such
+        // a refusal goes to the one-by-one path, which replays the first answer. A refusal's
+        // key is recorded only to prove it unused and forgotten before the commit (errors are
+        // not kept, as the one-by-one path rolls them back).
+        let mut keyed: Vec<(usize, String, Vec<u8>)> = Vec::new();
         for (i, coupon, _) in &planned {
             let f = forms[*i];
             if f.idempotency_key.is_empty() {
@@ -378,14 +413,16 @@ impl Writer {
             }
             let view = CouponView {
                 coupon: coupon.clone(),
-                template_name: found[&f.template_id].name.clone(),
+                template_name: found[&f.template_id].0.name.clone(),
             };
-            let request = fingerprint(&json(&IssueRequest {
-                template_id: f.template_id,
-                member_id: f.member_id,
-                method: IssueMethod::Claim,
-            })?);
-            keyed.push((*i, request, json(&view)?));
+            keyed.push((*i, request_hash(f)?, json(&view)?));
+        }
+        let mut refusals: Vec<&str> = Vec::new();
+        for &i in &live {
+            if matches!(results[i], Outcome::Refused(_)) && !forms[i].idempotency_key.is_empty() {
+                keyed.push((i, request_hash(forms[i])?, Vec::new()));
+                refusals.push(forms[i].idempotency_key.as_str());
+            }
         }
         let entries: Vec<(&str, &str, &[u8])> = keyed
             .iter()
@@ -397,20 +434,35 @@ impl Writer {
                 )
             })
             .collect();
-        let recorded =
-            idempotency::record_many(&tx, tenant, super::issue::CLAIM_SCOPE, &entries).await?;
+        let recorded = idempotency::record_many(&tx, tenant, CLAIM_SCOPE, &entries).await?;
         if recorded.len() != entries.len() {
-            let taken = keyed
-                .iter()
-                .map(|(i, _, _)| *i)
-                .filter(|i| !recorded.contains(forms[*i].idempotency_key.as_str()))
-                .collect();
-            tx.rollback().await?;
-            return Ok(Written::Taken(taken));
+            let mut taken = Vec::new();
+            for (i, _, _) in &keyed {
+                if recorded.contains(forms[*i].idempotency_key.as_str()) {
+                    continue;
+                }
+                if matches!(results[*i], Outcome::Refused(_)) {
+                    results[*i] = Outcome::Single;
+                } else {
+                    taken.push(*i);
+                }
+            }
+            if !taken.is_empty() {
+                tx.rollback().await?;
+                return Ok(Written::Taken(taken));
+            }
         }
+        if planned.is_empty() {
+            // Nothing to write: the rollback forgets the refusals' keys.
+            tx.rollback().await?;
+            return Ok(Written::Committed(results));
+        }
+        // Only the keys this batch recorded: a replay's key holds its first answer.
+        refusals.retain(|k| recorded.contains(*k));
+        idempotency::forget_many(&tx, tenant, CLAIM_SCOPE, &refusals).await?;
 
         // Then the coupons, before the counters (the one-by-one path's order of locks): a
-        // claim slot taken since the read is not inserted.
+        // claim slot taken since the read is not inserted, and that claim goes again.
         let rows: Vec<(Coupon, Option<i32>)> =
             planned.iter().map(|(_, c, s)| (c.clone(), *s)).collect();
         let inserted = coupons::insert_new_many(&tx, tenant, &rows).await?;
@@ -424,8 +476,8 @@ impl Writer {
             return Ok(Written::Taken(taken));
         }
 
-        // The counters, locked: each template's units spread over its shards with room.
-        let shards = templates::lock_counters(&tx, tenant, &template_ids).await?;
+        // The counters: each template's units spread over its shards with room as read, each
+        // update conditional on the room being still there.
         for id in &template_ids {
             let units = planned
                 .iter()
@@ -434,9 +486,9 @@ impl Writer {
             if units == 0 {
                 continue;
             }
-            let mine: Vec<(i32, i64, Option<i64>)> = shards
+            let mine: Vec<(i32, i64, Option<i64>)> = found[id]
+                .1
                 .iter()
-                .filter(|s| s.template_id == *id)
                 .map(|s| (s.shard, s.issued, s.quota))
                 .collect();
             if mine.is_empty() {
@@ -445,20 +497,14 @@ impl Writer {
                 )));
             }
             let start = rand::thread_rng().gen_range(0..mine.len());
-            let Some(takes) = spread(&mine, units, start) else {
+            let taken = match spread(&mine, units, start) {
+                Some(takes) => templates::take_from_shards(&tx, tenant, *id, &takes).await?,
+                // The judging kept within the quantity read; shards' rooms sum to it.
+                None => false,
+            };
+            if !taken {
                 tx.rollback().await?;
                 return Ok(Written::Short);
-            };
-            if !templates::take_from_shards(&tx, tenant, *id, &takes).await? {
-                // Stopped since the read: the claims go one by one and hear so.
-                tx.rollback().await?;
-                return Ok(Written::Taken(
-                    planned
-                        .iter()
-                        .filter(|(_, c, _)| c.template_id == *id)
-                        .map(|(i, _, _)| *i)
-                        .collect(),
-                ));
             }
         }
         let events: Vec<Envelope> = planned
@@ -468,14 +514,44 @@ impl Writer {
         bus::enqueue_many(&tx, &events).await?;
         tx.commit().await?;
         for (i, coupon, _) in planned {
-            let template_name = found[&coupon.template_id].name.clone();
-            results[i] = Some(CouponView {
+            let template_name = found[&coupon.template_id].0.name.clone();
+            results[i] = Outcome::Claimed(Box::new(CouponView {
                 coupon,
                 template_name,
-            });
+            }));
         }
         Ok(Written::Committed(results))
     }
+}
+
+/// The fingerprint of a claim's request, as the one-by-one path records it.
+fn request_hash(f: &ClaimForm) -> Result<String, ServiceError> {
+    Ok(fingerprint(&json(&IssueRequest {
+        template_id: f.template_id,
+        member_id: f.member_id,
+        method: IssueMethod::Claim,
+    })?))
+}
+
+/// A claim of `t` by a member in `state` holding `holding` of its coupons, with `taken` of
+/// its quantity issued: its claim slot, or the refusal `issue_in` gives, checked in the same
+/// order (member, template state and method, quantity, per-member limit).
+fn judge(
+    t: &Template,
+    state: Option<&MemberState>,
+    taken: i64,
+    holding: i64,
+    at: DateTime<Utc>,
+    zone: Tz,
+) -> Result<Option<i32>, ServiceError> {
+    if state == Some(&MemberState::Withdrawn) {
+        return Err(member_withdrawn());
+    }
+    t.check_issuable(IssueMethod::Claim, at, zone)?;
+    if t.total_quantity.is_some_and(|q| taken >= q) {
+        return Err(template::sold_out(t.total_quantity));
+    }
+    t.next_claim_slot(holding)
 }
 
 #[cfg(test)]

@@ -78,8 +78,10 @@ impl CouponApp {
             member_id,
             idempotency_key: idempotency_key.to_string(),
         };
-        if let Reply::Claimed(view) = self.claims.submit(tenant, form).await? {
-            return Ok(*view);
+        match self.claims.submit(tenant, form).await? {
+            Reply::Claimed(view) => return Ok(*view),
+            Reply::Refused(e) => return Err(e),
+            Reply::Single => {}
         }
         self.issue_idempotent(
             tenant,

@@ -478,11 +478,41 @@ pub async fn take_one(
     Ok(false)
 }
 
-/// The counter shards of `templates`, locked until the transaction ends (`FOR UPDATE` on
-/// PostgreSQL, in (template, shard) order; SQLite transactions are serial anyway): what a
-/// batch of claims takes its units from after inserting its coupons, the same order of locks
-/// as [`take_one`]'s.
-pub async fn lock_counters(
+/// `ids`' templates, each with its counter shards as last committed (in shard order) and the
+/// issued count they sum to: what a batch of claims judges its claims by and plans to take
+/// its units from ([`take_from_shards`] re-checks them). Two queries for the batch.
+pub async fn for_claims(
+    tx: &DatabaseTransaction,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<Vec<(Template, Vec<shards::Model>)>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let models = Entity::find()
+        .filter(Column::TenantId.eq(tenant.as_uuid()))
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .all(tx)
+        .await?;
+    let mut all = shards_of(tx, tenant, ids).await?;
+    models
+        .into_iter()
+        .map(|m| {
+            let mine: Vec<shards::Model> = all
+                .iter()
+                .filter(|s| s.template_id == m.id)
+                .cloned()
+                .collect();
+            all.retain(|s| s.template_id != m.id);
+            let issued = mine.iter().map(|s| s.issued).sum();
+            Ok((to_domain(m, issued)?, mine))
+        })
+        .collect()
+}
+
+/// The counter shards of `templates` as last committed, in (template, shard) order: where a
+/// batch of claims plans to take its units ([`take_from_shards`] re-checks them).
+async fn shards_of(
     tx: &DatabaseTransaction,
     tenant: TenantId,
     templates: &[Uuid],
@@ -495,15 +525,15 @@ pub async fn lock_counters(
         .filter(shards::Column::TemplateId.is_in(templates.iter().copied()))
         .order_by_asc(shards::Column::TemplateId)
         .order_by_asc(shards::Column::Shard)
-        .lock_exclusive()
         .all(tx)
         .await
 }
 
-/// Adds `takes` (shard, units) to the template's shard counters in one statement, if the
-/// template is still ACTIVE. The caller holds the shards' locks ([`lock_counters`]) and took
-/// no more than each quota leaves; `false` when the template stopped meanwhile (nothing
-/// changed; the caller rolls back).
+/// Adds `takes` (shard, units) to the template's shard counters in one statement, each only
+/// if its quota still has the room and the template is still ACTIVE: `false` when any of
+/// them did not (a concurrent claim took the units, or the template stopped; the caller rolls
+/// back, as some shards may have been updated). Exact like [`take_one`]: PostgreSQL re-checks
+/// each condition on the latest row version after waiting for a concurrent update's lock.
 pub async fn take_from_shards(
     tx: &DatabaseTransaction,
     tenant: TenantId,
@@ -525,10 +555,11 @@ pub async fn take_from_shards(
     }
     let sql = format!(
         "UPDATE template_shards SET issued = issued + CASE shard{cases} ELSE 0 END
-         WHERE tenant_id = $1 AND template_id = $2 AND shard IN ({})
+         WHERE tenant_id = $1 AND template_id = $2 AND shard IN ({list})
+           AND (quota IS NULL OR issued + CASE shard{cases} ELSE 0 END <= quota)
            AND EXISTS (SELECT 1 FROM coupon_templates t
                        WHERE t.tenant_id = $1 AND t.id = $2 AND t.status = 'ACTIVE')",
-        list.join(", ")
+        list = list.join(", ")
     );
     let done = tx
         .execute_raw(raw(tx.get_database_backend(), &sql, values))

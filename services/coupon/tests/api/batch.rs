@@ -14,12 +14,13 @@ use spharos_proto::coupon::{self as pb};
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_reason, fixed_template, member, spawn_app, with_token};
+use crate::helpers::{TestApp, assert_reason, fixed_template, mask, member, spawn_app, with_token};
 
 on_both_backends!(
     keys_replay_within_and_after_a_burst,
     claims_and_staff_issues_race_for_the_last_units,
-    a_refused_claim_in_a_burst_hears_its_own_reason
+    a_refused_claim_in_a_burst_hears_its_own_reason,
+    a_refusal_is_not_kept_under_its_key
 );
 
 /// Sends every request at once; the answers in request order.
@@ -226,4 +227,49 @@ async fn a_refused_claim_in_a_burst_hears_its_own_reason(backend: TestBackend) {
     for (r, m) in results[2..].iter().zip(&who[2..]) {
         assert_eq!(&r.as_ref().expect("claimed").member_id, m);
     }
+}
+
+/// A claim refused as sold out, retried with its key after the quantity was raised, is judged
+/// again and claims (errors are not stored under a key; the batch only proved the key unused).
+async fn a_refusal_is_not_kept_under_its_key(backend: TestBackend) {
+    let app = spawn_app(backend).await;
+    let mut t = fixed_template("한정 1장");
+    t.total_quantity = 1;
+    let t = app.create_template(t).await;
+    app.claim(&t.template_id, &member())
+        .await
+        .expect("the one unit");
+    let late = member();
+    let request = || pb::ClaimCouponRequest {
+        template_id: t.template_id.clone(),
+        member_id: late.clone(),
+        idempotency_key: "late-tap".into(),
+    };
+    let refused = burst(&app, vec![request()]).await.remove(0);
+    assert_reason(
+        refused.as_ref().expect_err("sold out"),
+        Code::ResourceExhausted,
+        "COUPON_SOLD_OUT",
+    );
+    app.client
+        .clone()
+        .update_template(app.req(pb::UpdateTemplateRequest {
+            template_id: t.template_id.clone(),
+            template: Some(pb::CouponTemplate {
+                total_quantity: 2,
+                ..Default::default()
+            }),
+            update_mask: mask(&["total_quantity"]),
+        }))
+        .await
+        .expect("quantity raised");
+    let retried = burst(&app, vec![request()]).await.remove(0);
+    let coupon = retried.expect("the retry claims the new unit");
+    assert_eq!(coupon.member_id, late);
+    let replay = burst(&app, vec![request()]).await.remove(0);
+    assert_eq!(
+        replay.expect("replay"),
+        coupon,
+        "now the key holds the coupon"
+    );
 }

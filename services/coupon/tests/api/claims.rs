@@ -121,7 +121,7 @@ async fn rush(backend: TestBackend) {
         "rush outcome: issued {issued}, sold out {sold_out}, limit reached {limit}; batches {batches:?}"
     );
     assert!(
-        batches.claims > 0 && batches.largest > 1,
+        batches.claims > 0 && batches.largest > 1 && batches.refused > 0,
         "concurrent claims were written together: {batches:?}"
     );
 
