@@ -179,29 +179,6 @@ pub async fn record_many<C: ConnectionTrait>(
         .collect()
 }
 
-/// Deletes keys the caller's transaction recorded with [`record_many`] only to prove them
-/// unused (a batch's refused requests, whose answers are errors and are not kept: a retry
-/// is judged again, as after the one-by-one path's rollback).
-pub async fn forget_many<C: ConnectionTrait>(
-    tx: &C,
-    tenant: TenantId,
-    scope: &str,
-    keys: &[&str],
-) -> Result<(), DbErr> {
-    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let delete = Query::delete()
-        .from_table(Alias::new("idempotency_keys"))
-        .and_where(Expr::col(Alias::new("tenant_id")).eq(tenant.as_uuid()))
-        .and_where(Expr::col(Alias::new("scope")).eq(scope))
-        .and_where(Expr::col(Alias::new("idem_key")).is_in(keys.iter().copied()))
-        .to_owned();
-    tx.execute(&delete).await?;
-    Ok(())
-}
-
 /// Creates `idempotency_keys` with the tenant RLS policy. Services whose writes take an
 /// idempotency key include it in their migrator.
 pub struct IdempotencyMigration;

@@ -16,8 +16,8 @@
 //! - the per-member limit: each coupon goes in the member's next claim slot under the same
 //!   unique index; a slot taken since the read is not inserted and that claim goes again;
 //! - the idempotency key: a claim's is recorded with its response in the same transaction; a
-//!   refusal's is recorded to prove it unused, then forgotten (errors are not kept). A key
-//!   used before (or by a concurrent request, whose commit the insert waits for) is not
+//!   refusal's is inserted to prove it unused, in a savepoint rolled back at once (errors are
+//!   not kept). A key used before (or by a concurrent request, whose commit the insert waits for) is not
 //!   recorded: such a claim goes again, such a refusal goes one by one (which replays).
 //!
 //! What a batch leaves goes to the one-by-one path after the batch ended: a key that appears
@@ -355,7 +355,13 @@ impl Writer {
                 .map(|(t, s)| (t.id, (t, s)))
                 .collect();
         let states = members::states(&tx, tenant, &member_ids).await?;
-        let mut held = coupons::held_counts(&tx, tenant, &template_ids, &member_ids).await?;
+        let mut pairs: Vec<(Uuid, Uuid)> = live
+            .iter()
+            .map(|i| (forms[*i].template_id, forms[*i].member_id))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut held = coupons::held_counts(&tx, tenant, &pairs).await?;
 
         // The claims in queue order, judged as `issue_in` judges one, against the holdings
         // and the quantity as read plus the batch's own earlier claims.
@@ -400,11 +406,56 @@ impl Writer {
             }
         }
 
-        // The keys first, every one of them: a key used before (or by a concurrent request,
-        // whose commit this waits for) is not recorded. Such a claim goes again without it; such
-        // a refusal goes to the one-by-one path, which replays the first answer. A refusal's
-        // key is recorded only to prove it unused and forgotten before the commit (errors are
-        // not kept, as the one-by-one path rolls them back).
+        // The keys first. A key used before (or by a concurrent request, whose commit the
+        // insert waits for) is not recorded: such a refusal goes to the one-by-one path, which
+        // replays the first answer; such a claim goes again without it. A refusal's key is
+        // inserted only to prove it unused, in a savepoint rolled back at once (errors are not
+        // kept, as the one-by-one path rolls them back).
+        let refused: Vec<(usize, String)> = live
+            .iter()
+            .filter(|i| {
+                matches!(results[**i], Outcome::Refused(_))
+                    && !forms[**i].idempotency_key.is_empty()
+            })
+            .map(|i| Ok((*i, request_hash(forms[*i])?)))
+            .collect::<Result<_, ServiceError>>()?;
+        if !refused.is_empty() {
+            let entries: Vec<(&str, &str, &[u8])> = refused
+                .iter()
+                .map(|(i, request)| {
+                    (
+                        forms[*i].idempotency_key.as_str(),
+                        request.as_str(),
+                        &[][..],
+                    )
+                })
+                .collect();
+            let probe = if planned.is_empty() {
+                None
+            } else {
+                Some(tx.savepoint().await?)
+            };
+            let recorded = idempotency::record_many(
+                probe.as_ref().map_or(&tx, |p| p),
+                tenant,
+                CLAIM_SCOPE,
+                &entries,
+            )
+            .await?;
+            if let Some(p) = probe {
+                p.rollback().await?;
+            }
+            for (i, _) in &refused {
+                if !recorded.contains(forms[*i].idempotency_key.as_str()) {
+                    results[*i] = Outcome::Single;
+                }
+            }
+        }
+        if planned.is_empty() {
+            // Nothing to write (the rollback forgets the refusals' keys).
+            tx.rollback().await?;
+            return Ok(Written::Committed(results));
+        }
         let mut keyed: Vec<(usize, String, Vec<u8>)> = Vec::new();
         for (i, coupon, _) in &planned {
             let f = forms[*i];
@@ -416,13 +467,6 @@ impl Writer {
                 template_name: found[&f.template_id].0.name.clone(),
             };
             keyed.push((*i, request_hash(f)?, json(&view)?));
-        }
-        let mut refusals: Vec<&str> = Vec::new();
-        for &i in &live {
-            if matches!(results[i], Outcome::Refused(_)) && !forms[i].idempotency_key.is_empty() {
-                keyed.push((i, request_hash(forms[i])?, Vec::new()));
-                refusals.push(forms[i].idempotency_key.as_str());
-            }
         }
         let entries: Vec<(&str, &str, &[u8])> = keyed
             .iter()
@@ -436,30 +480,14 @@ impl Writer {
             .collect();
         let recorded = idempotency::record_many(&tx, tenant, CLAIM_SCOPE, &entries).await?;
         if recorded.len() != entries.len() {
-            let mut taken = Vec::new();
-            for (i, _, _) in &keyed {
-                if recorded.contains(forms[*i].idempotency_key.as_str()) {
-                    continue;
-                }
-                if matches!(results[*i], Outcome::Refused(_)) {
-                    results[*i] = Outcome::Single;
-                } else {
-                    taken.push(*i);
-                }
-            }
-            if !taken.is_empty() {
-                tx.rollback().await?;
-                return Ok(Written::Taken(taken));
-            }
-        }
-        if planned.is_empty() {
-            // Nothing to write: the rollback forgets the refusals' keys.
+            let taken = keyed
+                .iter()
+                .map(|(i, _, _)| *i)
+                .filter(|i| !recorded.contains(forms[*i].idempotency_key.as_str()))
+                .collect();
             tx.rollback().await?;
-            return Ok(Written::Committed(results));
+            return Ok(Written::Taken(taken));
         }
-        // Only the keys this batch recorded: a replay's key holds its first answer.
-        refusals.retain(|k| recorded.contains(*k));
-        idempotency::forget_many(&tx, tenant, CLAIM_SCOPE, &refusals).await?;
 
         // Then the coupons, before the counters (the one-by-one path's order of locks): a
         // claim slot taken since the read is not inserted, and that claim goes again.

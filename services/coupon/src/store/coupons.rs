@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::{
     corrupt,
     entity::issued_coupons::{Column, Entity, Model},
+    raw,
 };
 use crate::domain::{
     coupon::{Coupon, CouponStatus, WalletView},
@@ -109,31 +110,51 @@ pub async fn insert_new_many(
         .collect()
 }
 
-/// How many coupons of each (template, member) pair the members hold, any status (one
-/// query; pairs holding none are absent).
+/// How many coupons of each (template, member) pair its member holds, any status (one query;
+/// pairs holding none are absent). One index lookup per pair, written so on purpose: with a
+/// list of members (`member_id IN (...)`) PostgreSQL without fresh statistics (a new
+/// database, autovacuum off) reads every coupon of the template and filters them.
 pub async fn held_counts(
     tx: &DatabaseTransaction,
     tenant: TenantId,
-    templates: &[Uuid],
-    members: &[Uuid],
+    pairs: &[(Uuid, Uuid)],
 ) -> Result<HashMap<(Uuid, Uuid), i64>, DbErr> {
-    if templates.is_empty() || members.is_empty() {
+    if pairs.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(Uuid, Uuid, i64)> = Entity::find()
-        .select_only()
-        .column(Column::TemplateId)
-        .column(Column::MemberId)
-        .column_as(Expr::cust("COUNT(*)"), "held")
-        .filter(Column::TenantId.eq(tenant.as_uuid()))
-        .filter(Column::TemplateId.is_in(templates.iter().copied()))
-        .filter(Column::MemberId.is_in(members.iter().copied()))
-        .group_by(Column::TemplateId)
-        .group_by(Column::MemberId)
-        .into_tuple()
-        .all(tx)
+    let mut values: Vec<sea_orm::Value> = vec![tenant.as_uuid().into()];
+    let mut rows = Vec::with_capacity(pairs.len());
+    for (template, member) in pairs {
+        let n = values.len();
+        rows.push(format!("(${}, ${})", n + 1, n + 2));
+        values.push((*template).into());
+        values.push((*member).into());
+    }
+    let sql = format!(
+        "SELECT v.column1 AS template_id, v.column2 AS member_id,
+           (SELECT COUNT(*) FROM issued_coupons c
+             WHERE c.tenant_id = $1 AND c.template_id = v.column1 AND c.member_id = v.column2)
+             AS held
+         FROM (VALUES {}) AS v",
+        rows.join(", ")
+    );
+    let found = tx
+        .query_all_raw(raw(tx.get_database_backend(), &sql, values))
         .await?;
-    Ok(rows.into_iter().map(|(t, m, n)| ((t, m), n)).collect())
+    let mut held = HashMap::new();
+    for row in found {
+        let n: i64 = row.try_get("", "held")?;
+        if n > 0 {
+            held.insert(
+                (
+                    row.try_get("", "template_id")?,
+                    row.try_get("", "member_id")?,
+                ),
+                n,
+            );
+        }
+    }
+    Ok(held)
 }
 
 pub async fn get(
@@ -259,7 +280,9 @@ async fn due(
 ) -> Result<Vec<Coupon>, DbErr> {
     let mut q = Entity::find()
         .filter(Column::TenantId.eq(tenant.as_uuid()))
-        .filter(Column::Status.eq(CouponStatus::Issued.as_str()))
+        // A constant, not a parameter: the partial index `issued_coupons_issued_expiry_idx`
+        // serves only queries that name its status.
+        .filter(Expr::cust("status = 'ISSUED'"))
         .filter(extra)
         .order_by_asc(Column::ExpireTime)
         .limit(limit);

@@ -2,8 +2,8 @@
 //! `member.erased`.
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect,
     sea_query::{Expr, OnConflict},
 };
 use spharos_kit::TenantId;
@@ -158,8 +158,14 @@ pub async fn states(
         .select_only()
         .column(Column::MemberId)
         .column(Column::Status)
-        .filter(Column::TenantId.eq(tenant.as_uuid()))
-        .filter(Column::MemberId.is_in(members.iter().copied()))
+        // A lookup per member (see `coupons::held_counts` on `IN` lists without statistics).
+        .filter(members.iter().fold(Condition::any(), |any, m| {
+            any.add(
+                Condition::all()
+                    .add(Column::TenantId.eq(tenant.as_uuid()))
+                    .add(Column::MemberId.eq(*m)),
+            )
+        }))
         .into_tuple()
         .all(tx)
         .await?;

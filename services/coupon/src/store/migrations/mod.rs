@@ -3,6 +3,7 @@
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 mod m20261210_000001_coupon_tables;
+mod m20261212_000001_issued_expiry_index;
 
 /// Runs by `Db::open::<Migrator>(.., "coupon")`.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(spharos_kit::bus::OutboxDeleteOnPublishMigration),
             Box::new(spharos_kit::idempotency::IdempotencyMigration),
             Box::new(m20261210_000001_coupon_tables::Migration),
+            Box::new(m20261212_000001_issued_expiry_index::Migration),
         ]
     }
 }
