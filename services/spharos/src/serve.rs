@@ -18,6 +18,9 @@ pub async fn serve(settings: Settings, targets: Vec<Target>, demo: bool) -> Resu
     let _telemetry = spharos_kit::telemetry::init(&settings.telemetry, "spharos")
         .map_err(|e| AppError::Usage(e.to_string()))?;
     let started = std::time::Instant::now();
+    // Installed first: a SIGTERM during start-up or the demo seed then stops the process
+    // gracefully instead of killing it with the default action.
+    let stop_signals = StopSignals::install();
 
     let grpc_listener = bind("grpc.listen", &settings.grpc.listen).await?;
     let http_listener = bind("http.listen", &settings.http.listen).await?;
@@ -162,7 +165,7 @@ pub async fn serve(settings: Settings, targets: Vec<Target>, demo: bool) -> Resu
     }
 
     tokio::select! {
-        _ = wait_for_signal() => tracing::info!("shutdown signal received"),
+        _ = stop_signals.received() => tracing::info!("shutdown signal received"),
         _ = shutdown.cancelled() => {}
     }
     shutdown.cancel();
@@ -190,23 +193,47 @@ async fn bind(key: &str, addr: &str) -> Result<TcpListener, AppError> {
         .map_err(|e| AppError::Usage(format!("{key} {addr}: cannot listen: {e}")))
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT and SIGTERM, listened for from the moment [`StopSignals::install`] returns.
+struct StopSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Some((int, term)),
+                _ => {
+                    tracing::warn!("cannot listen for SIGINT / SIGTERM; stopping needs a kill");
+                    None
+                }
+            };
+            Self { streams }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn received(self) {
+        #[cfg(unix)]
+        match self.streams {
+            Some((mut int, mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
