@@ -66,6 +66,11 @@ pub struct DatabaseSettings {
     /// applies). Created by the migrations when missing.
     pub app_role: String,
     pub max_connections: u32,
+    /// PostgreSQL: how often, in seconds, the statistics keeper looks for tables whose planner
+    /// statistics are stale and runs `ANALYZE` on them ([`crate::statistics`]); 0 turns it off.
+    /// It acts only where autovacuum would not: every table when `autovacuum` is off, else only
+    /// tables never analyzed yet.
+    pub statistics_interval_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +174,7 @@ const DEFAULTS: &str = r#"
 data_dir = "./data"
 app_role = "spharos_app"
 max_connections = 10
+statistics_interval_seconds = 5
 
 [nats]
 stream = "SPHAROS"
@@ -372,6 +378,7 @@ impl Settings {
                 "data_dir": self.database.data_dir,
                 "app_role": self.database.app_role,
                 "max_connections": self.database.max_connections,
+                "statistics_interval_seconds": self.database.statistics_interval_seconds,
             },
             "nats": {
                 "url": self.nats.url.as_deref().map(redact_url_password),

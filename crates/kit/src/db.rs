@@ -20,7 +20,7 @@ use sea_orm::{
     DatabaseTransaction, DbErr, ExecResult, QueryResult, Statement, TransactionTrait,
 };
 use sea_orm_migration::{MigratorTrait, SchemaManager};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     bus::{Envelope, Outbox},
@@ -44,6 +44,9 @@ pub struct Db {
     /// The relay of this database's outbox, once one runs ([`crate::bus::spawn_relay`]):
     /// committed transactions hand it their events. Shared by every clone.
     relay: Arc<OnceLock<Outbox>>,
+    /// PostgreSQL: the configured (owner) URL, for maintenance only the tables' owner may do
+    /// ([`crate::statistics`]). The application pool never uses it.
+    owner_url: Option<SecretString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,16 +91,9 @@ impl Db {
         let role = settings.app_role.clone();
         // 1. As the configured (owner) user: schema, app role, migrations, grants.
         {
-            let mut opts = ConnectOptions::new(url.to_string());
-            let search_path = schema.to_string();
-            opts.max_connections(1)
-                .min_connections(0)
-                .sqlx_logging(false)
-                .acquire_timeout(Duration::from_secs(10))
-                .map_sqlx_postgres_opts(move |o| {
-                    o.options([("search_path", search_path.as_str())])
-                });
-            let owner = Database::connect(opts).await.map_err(connect_err)?;
+            let owner = Database::connect(owner_options(url, schema))
+                .await
+                .map_err(connect_err)?;
             let q = |s: &str| quote_ident(s);
             owner
                 .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS {}", q(schema)))
@@ -162,6 +158,7 @@ impl Db {
             backend: Backend::Postgres,
             schema: schema.to_string(),
             relay: Arc::default(),
+            owner_url: Some(SecretString::from(url)),
         })
     }
 
@@ -205,6 +202,7 @@ impl Db {
             backend: Backend::Sqlite,
             schema: schema.to_string(),
             relay: Arc::default(),
+            owner_url: None,
         })
     }
 
@@ -220,6 +218,14 @@ impl Db {
 
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// PostgreSQL: a new single-connection pool as the tables' owner (the configured user),
+    /// with this service's schema as its search path. `None` on SQLite. For maintenance
+    /// ([`crate::statistics`]); tenant data never goes through it.
+    pub(crate) async fn connect_owner(&self) -> Option<Result<DatabaseConnection, DbErr>> {
+        let url = self.owner_url.as_ref()?;
+        Some(Database::connect(owner_options(url.expose_secret(), &self.schema)).await)
     }
 
     pub fn db_backend(&self) -> DatabaseBackend {
@@ -442,7 +448,19 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
     )
 }
 
-fn quote_ident(s: &str) -> String {
+/// One connection as the configured (owner) user, opened only while needed.
+fn owner_options(url: &str, schema: &str) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(url.to_string());
+    let search_path = schema.to_string();
+    opts.max_connections(1)
+        .min_connections(0)
+        .sqlx_logging(false)
+        .acquire_timeout(Duration::from_secs(10))
+        .map_sqlx_postgres_opts(move |o| o.options([("search_path", search_path.as_str())]));
+    opts
+}
+
+pub(crate) fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 

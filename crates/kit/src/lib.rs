@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod idempotency;
 pub mod paging;
 pub mod platform;
+pub mod statistics;
 pub mod telemetry;
 pub mod tenancy;
 pub mod testing;

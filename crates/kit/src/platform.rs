@@ -26,6 +26,17 @@ pub struct Platform {
 }
 
 impl Platform {
+    /// Starts the statistics keeper of a module's database ([`crate::statistics`]), every
+    /// `database.statistics_interval_seconds` until `shutdown`; `None` on SQLite or when the
+    /// interval is 0. Modules add it to their [`Module::tasks`].
+    pub fn keep_statistics(&self, db: &crate::db::Db) -> Option<tokio::task::JoinHandle<()>> {
+        crate::statistics::spawn(
+            db,
+            std::time::Duration::from_secs(self.settings.database.statistics_interval_seconds),
+            self.shutdown.clone(),
+        )
+    }
+
     /// The token revocation listeners of this process, one task that ends when they all have
     /// (on `shutdown`): [`crate::auth::spawn_revocation_listener`] on the own bus, and, with
     /// `auth.revocations` set, [`crate::auth::spawn_stream_revocation_listener`] on that stream

@@ -154,6 +154,7 @@ impl PgDatabase {
             data_dir: dir.path().to_path_buf(),
             app_role: "spharos_app".into(),
             max_connections: 5,
+            statistics_interval_seconds: 0,
         };
         Db::open::<TestMigrator>(&settings, "bustest")
             .await
@@ -179,6 +180,7 @@ async fn sqlite_db(dir: &tempfile::TempDir) -> Db {
         data_dir: dir.path().to_path_buf(),
         app_role: "spharos_app".into(),
         max_connections: 5,
+        statistics_interval_seconds: 0,
     };
     Db::open::<TestMigrator>(&settings, "bustest")
         .await

@@ -119,7 +119,10 @@ pub async fn module_with(
     ));
     let module = Module {
         name: "billing",
-        tasks: vec![relay, consumer, closer],
+        tasks: [relay, consumer, closer]
+            .into_iter()
+            .chain(platform.keep_statistics(&db))
+            .collect(),
         db: Some(db),
     };
     Ok((module, app))

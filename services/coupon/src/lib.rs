@@ -76,7 +76,10 @@ pub async fn module(
     ));
     let module = Module {
         name: "coupon",
-        tasks: vec![relay, consumer, worker, jobs],
+        tasks: [relay, consumer, worker, jobs]
+            .into_iter()
+            .chain(platform.keep_statistics(&db))
+            .collect(),
         db: Some(db),
     };
     Ok((module, app))

@@ -108,7 +108,10 @@ pub async fn module_with(
     ));
     let module = Module {
         name: "member",
-        tasks: vec![relay, consumer, grades],
+        tasks: [relay, consumer, grades]
+            .into_iter()
+            .chain(platform.keep_statistics(&db))
+            .collect(),
         db: Some(db),
     };
     Ok((module, app))

@@ -98,7 +98,10 @@ pub async fn module_with(
     ));
     let module = Module {
         name: "points",
-        tasks: vec![relay, expiry],
+        tasks: [relay, expiry]
+            .into_iter()
+            .chain(platform.keep_statistics(&db))
+            .collect(),
         db: Some(db),
     };
     Ok((module, app))

@@ -133,7 +133,10 @@ pub async fn module_with(
     ));
     let module = Module {
         name: "privacy",
-        tasks: vec![relay, members, access_log, jobs],
+        tasks: [relay, members, access_log, jobs]
+            .into_iter()
+            .chain(platform.keep_statistics(&db))
+            .collect(),
         db: Some(db),
     };
     Ok((module, app))
