@@ -220,7 +220,7 @@ fn loadtest_bench(
         None
     };
     // Measured before the server starts, so the two never share the cores.
-    let baseline_tps = match (&backends, args.baseline) {
+    let baseline = match (&backends, args.baseline) {
         (Some(b), true) => Some(pgbench_tpcb(&b.database_url, args.clients, args.duration)?),
         _ => None,
     };
@@ -291,6 +291,16 @@ fn loadtest_bench(
         Ok(_) => eprintln!("xtask: the server's log is kept at {}", kept.display()),
         Err(e) => eprintln!("xtask: warning: cannot keep the server's log: {e}"),
     }
+    if let Some(db) = &database {
+        // The statistics keeper's work (spharos_kit::statistics), as PostgreSQL counted it.
+        let sql = "SELECT coalesce(sum(analyze_count + autoanalyze_count), 0) || ' analyses of ' \
+                   || count(*) FILTER (WHERE analyze_count + autoanalyze_count > 0) || ' of ' \
+                   || count(*) || ' tables' FROM pg_stat_user_tables";
+        match services::psql_query(&db.url, sql) {
+            Ok(out) => eprintln!("xtask: PostgreSQL: statistics: {}", out.trim()),
+            Err(e) => eprintln!("xtask: warning: cannot read table statistics: {e:#}"),
+        }
+    }
     drop(database); // before the servers in `backends` stop
     drop(backends);
 
@@ -302,15 +312,23 @@ fn loadtest_bench(
         );
     }
     eprintln!("xtask: wrote {}", report.display());
-    if let Some(tps) = baseline_tps {
-        print_ratios(&report, tps, args.clients)?;
+    if let Some(baseline) = baseline {
+        print_ratios(&report, &baseline, args.clients)?;
     }
     Ok(())
 }
 
+/// What pgbench measured: its throughput and its transactions' latency percentiles.
+struct Baseline {
+    tps: f64,
+    /// p50, p95, p99 in milliseconds, from pgbench's per-transaction log.
+    latency_ms: [f64; 3],
+}
+
 /// pgbench's built-in TPC-B-like script (5 statements, one commit) against a scratch database:
-/// the transactions per second PostgreSQL itself sustains at `clients` on this machine.
-fn pgbench_tpcb(admin_url: &str, clients: u32, duration: u32) -> Result<f64> {
+/// the transactions per second PostgreSQL itself sustains at `clients` on this machine, and the
+/// latency its transactions see (`-l`: one log line per transaction, a buffered write).
+fn pgbench_tpcb(admin_url: &str, clients: u32, duration: u32) -> Result<Baseline> {
     let pgbench = services::find_pg_tool("pgbench")
         .context("pgbench not found (Debian package postgresql-client or postgresql-contrib)")?;
     let db = BenchDatabase::create(admin_url)?;
@@ -321,11 +339,15 @@ fn pgbench_tpcb(admin_url: &str, clients: u32, duration: u32) -> Result<f64> {
         .stdout(Stdio::null());
     eprintln!("xtask: pgbench baseline: {}", sys::describe(&init));
     sys::run_checked(&mut init)?;
+    let logs = bench_dir()?;
+    let prefix = logs.path().join("pgbench_log");
     let mut run = Command::new(&pgbench);
     run.args(["-n", "-b", "tpcb-like"])
         .args(["-c", &clients.to_string()])
         .args(["-j", &clients.min(2).to_string()])
         .args(["-T", &duration.to_string()])
+        .arg("-l")
+        .arg(format!("--log-prefix={}", prefix.display()))
         .arg(&db.url);
     eprintln!("xtask: pgbench baseline: {}", sys::describe(&run));
     let out = run.output().context("cannot run pgbench")?;
@@ -339,8 +361,43 @@ fn pgbench_tpcb(admin_url: &str, clients: u32, duration: u32) -> Result<f64> {
     let text = String::from_utf8_lossy(&out.stdout);
     let tps = parse_pgbench_tps(&text)
         .with_context(|| format!("no `tps = ...` line in pgbench's output:\n{text}"))?;
-    eprintln!("xtask: pgbench baseline: {tps:.1} TPC-B-like transactions/s at {clients} clients");
-    Ok(tps)
+    let mut micros = Vec::new();
+    for entry in std::fs::read_dir(logs.path()).context("cannot list pgbench's logs")? {
+        let path = entry.context("cannot list pgbench's logs")?.path();
+        let log = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        micros.extend(log.lines().filter_map(pgbench_log_latency_us));
+    }
+    if micros.is_empty() {
+        bail!(
+            "pgbench wrote no transaction log under {}",
+            logs.path().display()
+        );
+    }
+    micros.sort_unstable();
+    let ms = |q: f64| percentile(&micros, q) as f64 / 1000.0;
+    let latency_ms = [ms(0.50), ms(0.95), ms(0.99)];
+    eprintln!(
+        "xtask: pgbench baseline: {tps:.1} TPC-B-like transactions/s at {clients} clients, \
+         latency p50 {:.1} / p95 {:.1} / p99 {:.1} ms over {} transactions",
+        latency_ms[0],
+        latency_ms[1],
+        latency_ms[2],
+        micros.len()
+    );
+    Ok(Baseline { tps, latency_ms })
+}
+
+/// A line of pgbench's transaction log (`client_id transaction_no time script_no time_epoch
+/// time_us`) → its `time`, the transaction's latency in microseconds.
+fn pgbench_log_latency_us(line: &str) -> Option<u64> {
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The nearest-rank `q` quantile of sorted, non-empty `values`.
+fn percentile(values: &[u64], q: f64) -> u64 {
+    let rank = (q * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
 }
 
 /// `tps = 1234.567890 (without initial connection time)` → 1234.56789.
@@ -352,13 +409,27 @@ fn parse_pgbench_tps(output: &str) -> Option<f64> {
         .find_map(|l| l["tps = ".len()..].split_whitespace().next()?.parse().ok())
 }
 
-/// One line per phase of the loadtest report: its throughput against the baseline.
-fn print_ratios(report: &Path, tps: f64, clients: u32) -> Result<()> {
-    let json: serde_json::Value = serde_json::from_slice(
+/// One line per phase of the loadtest report: its throughput against the baseline. The
+/// baseline is also written into the report, under `baseline`.
+fn print_ratios(report: &Path, baseline: &Baseline, clients: u32) -> Result<()> {
+    let tps = baseline.tps;
+    let mut json: serde_json::Value = serde_json::from_slice(
         &std::fs::read(report).with_context(|| format!("cannot read {}", report.display()))?,
     )
     .with_context(|| format!("{} is not JSON", report.display()))?;
-    println!("\nthroughput against pgbench TPC-B-like at {clients} clients ({tps:.1} tps):");
+    let [p50, p95, p99] = baseline.latency_ms;
+    json["baseline"] = serde_json::json!({
+        "tool": "pgbench -b tpcb-like",
+        "clients": clients,
+        "tps": tps,
+        "latency_ms": { "p50": p50, "p95": p95, "p99": p99 },
+    });
+    std::fs::write(report, serde_json::to_vec_pretty(&json)?)
+        .with_context(|| format!("cannot write {}", report.display()))?;
+    println!(
+        "\nthroughput against pgbench TPC-B-like at {clients} clients ({tps:.1} tps; \
+         latency p50 {p50:.1} / p95 {p95:.1} / p99 {p99:.1} ms):"
+    );
     for phase in json["phases"].as_array().into_iter().flatten() {
         let name = phase["name"].as_str().unwrap_or("?");
         let rps = phase["throughput_rps"].as_f64().unwrap_or(0.0);
@@ -716,6 +787,20 @@ mod tests {
                    tps = 1502.734512 (without initial connection time)\n";
         assert_eq!(parse_pgbench_tps(out), Some(1502.734512));
         assert_eq!(parse_pgbench_tps("no numbers here"), None);
+    }
+
+    #[test]
+    fn pgbench_log_lines_give_latencies_and_percentiles_are_nearest_rank() {
+        assert_eq!(
+            pgbench_log_latency_us("3 17 21874 0 1764840000 123456"),
+            Some(21874)
+        );
+        assert_eq!(pgbench_log_latency_us("garbage"), None);
+        let values: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&values, 0.50), 50);
+        assert_eq!(percentile(&values, 0.99), 99);
+        assert_eq!(percentile(&values, 1.0), 100);
+        assert_eq!(percentile(&[7], 0.99), 7);
     }
 
     #[test]

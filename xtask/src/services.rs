@@ -160,6 +160,11 @@ pub fn check_postgres(url: &str) -> Result<()> {
 
 /// Run one SQL statement as the URL's role (CREATE/DROP DATABASE for the benchmarks).
 pub fn psql_exec(url: &str, sql: &str) -> Result<()> {
+    psql_query(url, sql).map(drop)
+}
+
+/// Runs `sql` with psql and returns what it printed (unaligned, tuples only).
+pub fn psql_query(url: &str, sql: &str) -> Result<String> {
     let psql =
         find_pg_tool("psql").context("psql not found (apt-get install -y postgresql-client)")?;
     sys::output_checked(
@@ -167,8 +172,7 @@ pub fn psql_exec(url: &str, sql: &str) -> Result<()> {
             .arg(url)
             .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .env("PGCONNECT_TIMEOUT", "10"),
-    )?;
-    Ok(())
+    )
 }
 
 /// Debian keeps the server tools in /usr/lib/postgresql/<major>/bin, newest major first.
