@@ -91,6 +91,11 @@ pub struct PointsArgs {
     /// Points taken by each Spend.
     #[arg(long, value_name = "POINTS", default_value_t = 10, value_parser = value_parser!(i64).range(1..=1_000_000))]
     pub spend_points: i64,
+
+    /// Only these phases (comma-separated, run in the usual order), e.g. `pos-mixed` to
+    /// measure that scenario without the event backlog earlier phases leave; default all.
+    #[arg(long, value_delimiter = ',', value_parser = ["earn", "spend", "balance", "pos-mixed"])]
+    pub phases: Vec<String>,
 }
 
 /// Flags of the `coupon` scenario.

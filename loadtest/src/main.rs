@@ -119,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 seed_members: args.seed_members as usize,
                 seed_amount_krw: args.seed_amount_krw,
                 spend_points: args.spend_points,
+                phases: args.phases.clone(),
             };
             let scenario = scenario::points::PointsScenario::new(pool.clone(), options);
             let extra = BTreeMap::from([
@@ -134,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "spend_points".to_owned(),
                     serde_json::json!(args.spend_points),
                 ),
+                ("phases".to_owned(), serde_json::json!(args.phases)),
             ]);
             run_scenario(Box::new(scenario), &common, &pool, extra, &cancel).await
         }

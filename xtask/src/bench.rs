@@ -83,6 +83,10 @@ pub struct PointsArgs {
     /// Members the scenario signs up and spreads its calls over (loadtest default when unset).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     seed_members: Option<u32>,
+    /// Only these phases of the points scenario, comma-separated (earn, spend, balance,
+    /// pos-mixed); all when unset.
+    #[arg(long)]
+    phases: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +127,9 @@ pub fn run(task: BenchTask) -> Result<()> {
             let mut extra = Vec::new();
             if let Some(n) = args.seed_members {
                 extra.extend(["--seed-members".to_owned(), n.to_string()]);
+            }
+            if let Some(phases) = &args.phases {
+                extra.extend(["--phases".to_owned(), phases.clone()]);
             }
             // The scenario sets the tenant's points policy, a points:admin operation.
             loadtest_bench("points", &args.load, &["points:admin"], &extra)

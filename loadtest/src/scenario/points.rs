@@ -58,11 +58,13 @@ const EARN_HUNDREDS: std::ops::RangeInclusive<i64> = 10..=1_000;
 const MISMATCH_EXAMPLES: usize = 3;
 
 /// Settings of the points scenario.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PointsOptions {
     pub seed_members: usize,
     pub seed_amount_krw: i64,
     pub spend_points: i64,
+    /// The phases to run (by name); empty runs them all.
+    pub phases: Vec<String>,
 }
 
 /// What the run did to the ledger, as the service reported it; shared by every worker.
@@ -224,12 +226,19 @@ impl Scenario for PointsScenario {
                 make_worker: Box::new(move |i| Box::new(PointsWorker::new(&base, op, i))),
             }
         };
-        vec![
-            make("earn", Op::Earn),
-            make("spend", Op::Spend),
-            make("balance", Op::Balance),
-            make("pos-mixed", Op::Mixed),
+        let wanted = |name: &str| {
+            self.options.phases.is_empty() || self.options.phases.iter().any(|p| p == name)
+        };
+        [
+            ("earn", Op::Earn),
+            ("spend", Op::Spend),
+            ("balance", Op::Balance),
+            ("pos-mixed", Op::Mixed),
         ]
+        .into_iter()
+        .filter(|(name, _)| wanted(name))
+        .map(|(name, op)| make(name, op))
+        .collect()
     }
 
     fn verify<'a>(
