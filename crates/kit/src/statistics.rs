@@ -71,22 +71,15 @@ impl StatisticsKeeper {
         if self.db.backend() != Backend::Postgres {
             return Ok(Vec::new());
         }
-        let conn = self.db.conn();
-        let autovacuum_on = conn
-            .query_one_raw(Statement::from_string(
-                DatabaseBackend::Postgres,
-                "SELECT current_setting('autovacuum') = 'on' AS on",
-            ))
-            .await?
-            .map(|row| row.try_get::<bool>("", "on"))
-            .transpose()?
-            .unwrap_or(true);
-        let rows = conn
+        let rows = self
+            .db
+            .conn()
             .query_all_raw(Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,
                 "SELECT relname::text AS table, n_live_tup AS live, \
                         n_mod_since_analyze AS modified, \
-                        (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) AS analyzed \
+                        (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL) AS analyzed, \
+                        current_setting('autovacuum') = 'on' AS autovacuum \
                  FROM pg_stat_user_tables WHERE schemaname = $1 ORDER BY relname",
                 [self.db.schema().into()],
             ))
@@ -99,7 +92,7 @@ impl StatisticsKeeper {
                 modified_since_analyze: row.try_get("", "modified")?,
                 ever_analyzed: row.try_get("", "analyzed")?,
             };
-            if needs_analyze(&table, autovacuum_on) {
+            if needs_analyze(&table, row.try_get("", "autovacuum")?) {
                 stale.push(table);
             }
         }
