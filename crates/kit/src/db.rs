@@ -28,6 +28,9 @@ use crate::{
     tenancy::TenantId,
 };
 
+/// A pooled PostgreSQL connection idle this long is pinged before it is handed out.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(30);
+
 /// Which database engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -146,6 +149,10 @@ impl Db {
             .min_connections(1)
             .sqlx_logging(false)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection in steady use is handed out as is; one idle for a while (the
+            // server, a proxy or a firewall may have dropped it) is pinged first. Pinging on
+            // every checkout cost each transaction a round trip.
+            .test_before_acquire_if_idle_for(IDLE_PING_AFTER)
             .map_sqlx_postgres_opts(move |o| {
                 o.options([
                     ("search_path", search_path.as_str()),
