@@ -117,6 +117,10 @@ pub struct LoadArgs {
     /// throughput as a ratio of it (the load-test issue's targets are such ratios).
     #[arg(long, requires = "postgres")]
     baseline: bool,
+    /// HTTP/2 connections the clients share round-robin (loadtest default, one, when unset;
+    /// `--connections <clients>` gives each client its own, as pgbench does).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    connections: Option<u32>,
 }
 
 pub fn run(task: BenchTask) -> Result<()> {
@@ -258,12 +262,16 @@ fn loadtest_bench(
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let endpoint = format!("http://{}", server.grpc);
+    let mut extra = extra.to_vec();
+    if let Some(n) = args.connections {
+        extra.extend(["--connections".to_owned(), n.to_string()]);
+    }
     let mut cmd = Command::new(&loadtest);
     cmd.arg(scenario)
         .args(["--endpoint", &endpoint, "--token", &token])
         .args(["--clients", &args.clients.to_string()])
         .args(["--duration", &args.duration.to_string()])
-        .args(extra)
+        .args(&extra)
         .arg("--json")
         .arg(&report)
         .stdin(Stdio::null());
