@@ -404,6 +404,27 @@ enum Plan {
     Cancel(Uuid),
 }
 
+/// What the log line of a write a batch did says.
+struct Logged {
+    kind: TxKind,
+    member_id: Uuid,
+    id: Uuid,
+    original: Option<Uuid>,
+    points: i64,
+}
+
+impl Logged {
+    fn of(t: &super::TransactionView) -> Self {
+        Self {
+            kind: t.kind,
+            member_id: t.member_id,
+            id: t.id,
+            original: t.original_transaction_id,
+            points: t.points,
+        }
+    }
+}
+
 impl Writer {
     async fn run(&self, tenant: TenantId, jobs: Vec<Job>) {
         // A key or a receipt seen earlier in the batch: its second use must see the first.
@@ -470,27 +491,40 @@ impl Writer {
             }
         }
         let mut results = results.unwrap_or_else(|| (0..size).map(|_| None).collect());
+        // Every answer goes out first, then the log lines: a till waits for its commit, not
+        // for the batch's log output.
+        let mut written = Vec::with_capacity(size);
         for (job, result) in jobs.into_iter().zip(results.iter_mut()) {
             let reply = match result.take() {
                 Some(Answer::Earned(earned)) => {
-                    let t = &earned.transaction;
-                    tracing::info!(tenant_id = %tenant, member_id = %t.member_id, transaction_id = %t.id, points = t.points, batch = size, "points earned");
+                    written.push(Logged::of(&earned.transaction));
                     Reply::Earned(Box::new(earned))
                 }
                 Some(Answer::Spent(spent)) => {
-                    let t = &spent.transaction;
-                    tracing::info!(tenant_id = %tenant, member_id = %t.member_id, transaction_id = %t.id, points = -t.points, batch = size, "points spent");
+                    written.push(Logged::of(&spent.transaction));
                     Reply::Posted(Box::new(spent))
                 }
                 Some(Answer::Cancelled(cancelled)) => {
-                    let t = &cancelled.transaction;
-                    tracing::info!(tenant_id = %tenant, member_id = %t.member_id, transaction_id = %t.id, original = ?t.original_transaction_id, points = t.points, batch = size, "points cancelled");
+                    written.push(Logged::of(&cancelled.transaction));
                     Reply::Posted(Box::new(cancelled))
                 }
                 None => Reply::Single(Box::new(job.op)),
             };
             // A caller that went away (deadline, cancel) no longer needs its answer.
             let _ = job.reply.send(reply);
+        }
+        for w in written {
+            match w.kind {
+                TxKind::Earn => {
+                    tracing::info!(tenant_id = %tenant, member_id = %w.member_id, transaction_id = %w.id, points = w.points, batch = size, "points earned")
+                }
+                TxKind::Spend => {
+                    tracing::info!(tenant_id = %tenant, member_id = %w.member_id, transaction_id = %w.id, points = -w.points, batch = size, "points spent")
+                }
+                _ => {
+                    tracing::info!(tenant_id = %tenant, member_id = %w.member_id, transaction_id = %w.id, original = ?w.original, points = w.points, batch = size, "points cancelled")
+                }
+            }
         }
     }
 
