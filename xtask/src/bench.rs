@@ -2,7 +2,7 @@
 //! idle memory; the member, points and coupon scenarios driven by `spharos-loadtest`). Results
 //! land in `target/bench/*.json` under the workspace.
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -292,6 +292,21 @@ fn loadtest_bench(
             peak as f64 / 1024.0
         ),
         (Err(e), _) | (_, Err(e)) => eprintln!("xtask: warning: {e:#}"),
+    }
+    // How the group-commit batches went (spharos_kit::telemetry's histograms).
+    match http_get(server.http, "/metrics") {
+        Some(text) => {
+            for g in group_commits(&text) {
+                eprintln!(
+                    "xtask: group commit ({}): {:.0} batches, on average {:.1} writes and {:.2} ms each",
+                    g.service,
+                    g.batches,
+                    g.writes / g.batches,
+                    1000.0 * g.seconds / g.batches
+                );
+            }
+        }
+        None => eprintln!("xtask: warning: cannot read http://{}/metrics", server.http),
     }
 
     let (status, _) = server.stop()?;
@@ -679,6 +694,64 @@ impl Drop for Server {
 }
 
 /// A hand-written HTTP/1.1 GET: the status code, or None while nothing (good) answers.
+/// The body of `GET path` on `addr` (HTTP/1.1, read to the end), if the server answered 200.
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: xtask-bench\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.split_whitespace()
+        .nth(1)
+        .filter(|s| *s == "200")
+        .map(|_| body.to_string())
+}
+
+/// One service's group-commit batches, from its metrics.
+#[derive(Debug, PartialEq)]
+struct GroupCommit {
+    service: String,
+    batches: f64,
+    writes: f64,
+    seconds: f64,
+}
+
+/// The group-commit histograms' counts and sums in a Prometheus text exposition, by service
+/// (services with at least one batch).
+fn group_commits(metrics: &str) -> Vec<GroupCommit> {
+    let value = |name: &str, service: &str| -> Option<f64> {
+        let labels = format!("{{service=\"{service}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(labels.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let mut services: Vec<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("spharos_group_commit_writes_count{service=\""))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    services.sort_unstable();
+    services.dedup();
+    services
+        .into_iter()
+        .filter_map(|service| {
+            Some(GroupCommit {
+                service: service.to_string(),
+                batches: value("spharos_group_commit_writes_count", service)?,
+                writes: value("spharos_group_commit_writes_sum", service)?,
+                seconds: value("spharos_group_commit_duration_seconds_sum", service)?,
+            })
+        })
+        .filter(|g| g.batches > 0.0)
+        .collect()
+}
+
 fn readyz_status(addr: SocketAddr) -> Option<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -793,6 +866,31 @@ fn unix_time() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_commits_are_read_from_the_metrics_text() {
+        let text = "# HELP spharos_group_commit_writes Writes per committed group-commit batch.\n\
+                    # TYPE spharos_group_commit_writes histogram\n\
+                    spharos_group_commit_writes_sum{service=\"points\"} 3200.0\n\
+                    spharos_group_commit_writes_count{service=\"points\"} 200\n\
+                    spharos_group_commit_writes_bucket{le=\"1.0\",service=\"points\"} 3\n\
+                    spharos_group_commit_writes_sum{service=\"coupon\"} 0.0\n\
+                    spharos_group_commit_writes_count{service=\"coupon\"} 0\n\
+                    spharos_group_commit_duration_seconds_sum{service=\"points\"} 1.4\n\
+                    spharos_group_commit_duration_seconds_count{service=\"points\"} 200\n\
+                    spharos_group_commit_duration_seconds_sum{service=\"coupon\"} 0.0\n\
+                    spharos_rpc_requests_total{rpc_service=\"x\"} 5\n";
+        assert_eq!(
+            group_commits(text),
+            vec![GroupCommit {
+                service: "points".into(),
+                batches: 200.0,
+                writes: 3200.0,
+                seconds: 1.4,
+            }]
+        );
+        assert!(group_commits("# EOF\n").is_empty());
+    }
 
     #[test]
     fn pgbench_tps_is_read_from_its_report() {

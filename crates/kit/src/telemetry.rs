@@ -47,7 +47,31 @@ pub struct Metrics {
     pub outbox_lag_seconds: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
     pub outbox_published_total: Family<ServiceLabels, Counter>,
     pub events_consumed_total: Family<ConsumerLabels, Counter>,
+    /// Writes per committed group-commit transaction (the points ledger's and the coupon
+    /// claims' batches), by service.
+    pub group_commit_writes: Family<ServiceLabels, Histogram>,
+    /// Wall time of a group-commit batch from its first statement to its answers, by service.
+    pub group_commit_duration_seconds: Family<ServiceLabels, Histogram>,
     registry: Registry,
+}
+
+/// Buckets of [`Metrics::group_commit_writes`]: powers of two up to 256.
+fn batch_size_buckets() -> impl Iterator<Item = f64> {
+    (0..=8).map(|i| f64::from(1u32 << i))
+}
+
+/// Records one committed group-commit batch of `service`.
+pub fn observe_group_commit(service: &str, writes: usize, elapsed: std::time::Duration) {
+    let labels = ServiceLabels {
+        service: service.to_string(),
+    };
+    let m = metrics();
+    m.group_commit_writes
+        .get_or_create(&labels)
+        .observe(writes as f64);
+    m.group_commit_duration_seconds
+        .get_or_create(&labels)
+        .observe(elapsed.as_secs_f64());
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -70,6 +94,13 @@ pub fn metrics() -> &'static Metrics {
         let outbox_lag_seconds = Family::<ServiceLabels, Gauge<f64, AtomicU64>>::default();
         let outbox_published_total = Family::<ServiceLabels, Counter>::default();
         let events_consumed_total = Family::<ConsumerLabels, Counter>::default();
+        let group_commit_writes = Family::<ServiceLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(batch_size_buckets())
+        });
+        let group_commit_duration_seconds =
+            Family::<ServiceLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(latency_buckets())
+            });
         registry.register(
             "rpc_requests",
             "gRPC requests handled",
@@ -95,12 +126,24 @@ pub fn metrics() -> &'static Metrics {
             "Events handled by consumers, by outcome",
             events_consumed_total.clone(),
         );
+        registry.register(
+            "group_commit_writes",
+            "Writes per committed group-commit batch",
+            group_commit_writes.clone(),
+        );
+        registry.register(
+            "group_commit_duration_seconds",
+            "Wall time of a committed group-commit batch",
+            group_commit_duration_seconds.clone(),
+        );
         Metrics {
             rpc_requests_total,
             rpc_duration_seconds,
             outbox_lag_seconds,
             outbox_published_total,
             events_consumed_total,
+            group_commit_writes,
+            group_commit_duration_seconds,
             registry,
         }
     })
@@ -258,5 +301,32 @@ mod tests {
         let text = render_metrics();
         assert!(text.contains("spharos_rpc_requests_total{"), "{text}");
         assert!(text.contains("rpc_method=\"JoinMember\""), "{text}");
+    }
+
+    #[test]
+    fn group_commit_batches_are_counted_by_size_and_time() {
+        observe_group_commit("telemetry-test", 20, std::time::Duration::from_millis(7));
+        observe_group_commit("telemetry-test", 3, std::time::Duration::from_millis(2));
+        let text = render_metrics();
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name) && l.contains("service=\"telemetry-test\""))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {name} line with a value in\n{text}"))
+        };
+        assert_eq!(line("spharos_group_commit_writes_count{"), 2.0);
+        assert_eq!(line("spharos_group_commit_writes_sum{"), 23.0);
+        // 3 falls in the bucket up to 4, 20 in the one up to 32.
+        assert_eq!(
+            line("spharos_group_commit_writes_bucket{le=\"4.0\",service="),
+            1.0
+        );
+        assert_eq!(
+            line("spharos_group_commit_writes_bucket{le=\"32.0\",service="),
+            2.0
+        );
+        let seconds = line("spharos_group_commit_duration_seconds_sum{");
+        assert!((seconds - 0.009).abs() < 1e-9, "{seconds}");
     }
 }

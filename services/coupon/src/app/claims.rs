@@ -45,8 +45,12 @@ use spharos_kit::{
     bus::{self, Envelope},
     db::Db,
     idempotency::{self, fingerprint},
+    telemetry,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
@@ -273,10 +277,13 @@ fn spread(shards: &[(i32, i64, Option<i64>)], units: i64, start: usize) -> Optio
 
 impl Writer {
     async fn run(&self, tenant: TenantId, jobs: Vec<Job>) {
+        let started = Instant::now();
         let forms: Vec<&ClaimForm> = jobs.iter().map(|j| &j.form).collect();
         let mut eligible = first_uses(&forms);
         let size = jobs.len();
         let mut results = None;
+        // Claims the committed batch decided (claimed or refused).
+        let mut decided = 0;
         for attempt in 1..=ATTEMPTS {
             match self.write(tenant, &forms, &eligible).await {
                 Ok(Written::Committed(done)) => {
@@ -294,6 +301,7 @@ impl Writer {
                         .filter(|r| matches!(r, Outcome::Refused(_)))
                         .count() as u64;
                     self.stats.refused.fetch_add(refused, Ordering::Relaxed);
+                    decided = (claims + refused) as usize;
                     results = Some(done);
                     break;
                 }
@@ -328,6 +336,9 @@ impl Writer {
             };
             // A caller that went away (deadline, cancel) no longer needs its answer.
             let _ = job.reply.send(reply);
+        }
+        if decided > 0 {
+            telemetry::observe_group_commit("coupon", decided, started.elapsed());
         }
     }
 

@@ -79,6 +79,21 @@ async fn keys_replay_within_and_after_a_burst(backend: TestBackend) {
         after.claims > before.claims && after.largest > 1,
         "the burst was written in batches: {after:?}"
     );
+    // The batches show in the process's metrics (under `cargo test` other tests of this
+    // process add to them too).
+    let text = spharos_kit::telemetry::render_metrics();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains("service=\"coupon\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert!(
+        value("spharos_group_commit_writes_count{") >= after.committed as f64
+            && value("spharos_group_commit_writes_sum{") >= after.claims as f64,
+        "group-commit metrics behind the batches' own counts {after:?}\n{text}"
+    );
 
     let again = burst(&app, (0..80).map(request).collect()).await;
     for (i, r) in again.into_iter().enumerate() {

@@ -39,9 +39,12 @@ use spharos_kit::{
     ServiceError, TenantId,
     bus::{self, Envelope},
     db::Db,
-    idempotency,
+    idempotency, telemetry,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 use uuid::Uuid;
 
 use super::{
@@ -427,6 +430,7 @@ impl Logged {
 
 impl Writer {
     async fn run(&self, tenant: TenantId, jobs: Vec<Job>) {
+        let started = Instant::now();
         // A key or a receipt seen earlier in the batch: its second use must see the first.
         let mut keys = HashSet::new();
         let mut receipts = HashSet::new();
@@ -512,6 +516,9 @@ impl Writer {
             };
             // A caller that went away (deadline, cancel) no longer needs its answer.
             let _ = job.reply.send(reply);
+        }
+        if !written.is_empty() {
+            telemetry::observe_group_commit("points", written.len(), started.elapsed());
         }
         for w in written {
             match w.kind {
