@@ -2,7 +2,7 @@
 //! idle memory; the member, points and coupon scenarios driven by `spharos-loadtest`). Results
 //! land in `target/bench/*.json` under the workspace.
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -295,7 +295,7 @@ fn loadtest_bench(
     }
     // How the group-commit batches went (spharos_kit::telemetry's histograms).
     match http_get(server.http, "/metrics") {
-        Some(text) => {
+        Some((200, text)) => {
             for g in group_commits(&text) {
                 eprintln!(
                     "xtask: group commit ({}): {:.0} batches, on average {:.1} writes and {:.2} ms each",
@@ -306,7 +306,7 @@ fn loadtest_bench(
                 );
             }
         }
-        None => eprintln!("xtask: warning: cannot read http://{}/metrics", server.http),
+        _ => eprintln!("xtask: warning: cannot read http://{}/metrics", server.http),
     }
 
     let (status, _) = server.stop()?;
@@ -693,11 +693,14 @@ impl Drop for Server {
     }
 }
 
-/// A hand-written HTTP/1.1 GET: the status code, or None while nothing (good) answers.
-/// The body of `GET path` on `addr` (HTTP/1.1, read to the end), if the server answered 200.
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+/// A hand-written HTTP/1.1 GET, read to the end (`Connection: close`): the status code and the
+/// body, or None while nothing (good) answers.
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: xtask-bench\r\nConnection: close\r\n\r\n"
@@ -706,10 +709,11 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
-    head.split_whitespace()
-        .nth(1)
-        .filter(|s| *s == "200")
-        .map(|_| body.to_string())
+    let mut parts = head.split_whitespace();
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    Some((parts.next()?.parse().ok()?, body.to_string()))
 }
 
 /// One service's group-commit batches, from its metrics.
@@ -753,23 +757,7 @@ fn group_commits(metrics: &str) -> Vec<GroupCommit> {
 }
 
 fn readyz_status(addr: SocketAddr) -> Option<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(2)))
-        .ok()?;
-    write!(
-        stream,
-        "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: xtask-bench\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut status_line = String::new();
-    BufReader::new(stream).read_line(&mut status_line).ok()?;
-    let mut parts = status_line.split_whitespace();
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    parts.next()?.parse().ok()
+    http_get(addr, "/readyz").map(|(status, _)| status)
 }
 
 /// A `bench_<random>` database on the test PostgreSQL, dropped again on drop.

@@ -74,6 +74,23 @@ pub fn observe_group_commit(service: &str, writes: usize, elapsed: std::time::Du
         .observe(elapsed.as_secs_f64());
 }
 
+/// `(batches, writes)` recorded by [`observe_group_commit`] for `service` so far, as
+/// `/metrics` shows them; `None` before its first batch. For tests and diagnostics: it renders
+/// the whole registry.
+pub fn group_commit_totals(service: &str) -> Option<(u64, f64)> {
+    let text = render_metrics();
+    let labels = format!("{{service=\"{service}\"}} ");
+    let value = |name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(labels.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((
+        value("spharos_group_commit_writes_count")? as u64,
+        value("spharos_group_commit_writes_sum")?,
+    ))
+}
+
 fn latency_buckets() -> impl Iterator<Item = f64> {
     [
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -328,5 +345,7 @@ mod tests {
         );
         let seconds = line("spharos_group_commit_duration_seconds_sum{");
         assert!((seconds - 0.009).abs() < 1e-9, "{seconds}");
+        assert_eq!(group_commit_totals("telemetry-test"), Some((2, 23.0)));
+        assert_eq!(group_commit_totals("telemetry-test-unused"), None);
     }
 }

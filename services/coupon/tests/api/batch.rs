@@ -81,18 +81,11 @@ async fn keys_replay_within_and_after_a_burst(backend: TestBackend) {
     );
     // The batches show in the process's metrics (under `cargo test` other tests of this
     // process add to them too).
-    let text = spharos_kit::telemetry::render_metrics();
-    let value = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name) && l.contains("service=\"coupon\""))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-    };
+    let (count, sum) = spharos_kit::telemetry::group_commit_totals("coupon")
+        .expect("the coupon batches are in the metrics");
     assert!(
-        value("spharos_group_commit_writes_count{") >= after.committed as f64
-            && value("spharos_group_commit_writes_sum{") >= after.claims as f64,
-        "group-commit metrics behind the batches' own counts {after:?}\n{text}"
+        count >= after.committed && sum >= after.claims as f64,
+        "group-commit metrics ({count} batches, {sum} writes) behind the batches' own counts {after:?}"
     );
 
     let again = burst(&app, (0..80).map(request).collect()).await;

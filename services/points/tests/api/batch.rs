@@ -73,22 +73,6 @@ async fn earn_all(
     join_all(calls).await
 }
 
-/// `(batches, writes)` of `service` in `spharos_group_commit_writes`.
-fn group_commit_metrics(service: &str) -> (f64, f64) {
-    let text = spharos_kit::telemetry::render_metrics();
-    let value = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name) && l.contains(&format!("service=\"{service}\"")))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {name} for {service} in\n{text}"))
-    };
-    (
-        value("spharos_group_commit_writes_count{"),
-        value("spharos_group_commit_writes_sum{"),
-    )
-}
-
 async fn concurrent_earns_share_transactions_and_answer_as_if_alone(backend: TestBackend) {
     let app = spawn_app(backend).await;
     let tap = app.tap("batch-test", &["points.earned"]).await;
@@ -113,9 +97,10 @@ async fn concurrent_earns_share_transactions_and_answer_as_if_alone(backend: Tes
     assert_eq!(stats.rolled_back, 0, "{stats:?}");
     // The batches show in the process's metrics (other tests of this process may add to
     // them under `cargo test`; under nextest each test is a process of its own).
-    let (count, sum) = group_commit_metrics("points");
+    let (count, sum) = spharos_kit::telemetry::group_commit_totals("points")
+        .expect("the points batches are in the metrics");
     assert!(
-        count >= stats.committed as f64 && sum >= stats.earns as f64 && stats.earns >= 160,
+        count >= stats.committed && sum >= stats.earns as f64 && stats.earns >= 160,
         "metrics count {count}, sum {sum}; {stats:?}"
     );
 
